@@ -1,0 +1,72 @@
+//! rkron-api owns the Dkron-compatible REST API: axum routes, thin handlers over the node
+//! handle, and the mapping of errors to HTTP statuses with Dkron's message text.
+
+mod convert;
+mod error;
+mod handlers;
+mod layers;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use rkron_node::NodeHandle;
+
+pub use error::ApiError;
+
+/// Options of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Largest accepted job body, in bytes (larger answers 413).
+    pub max_body: usize,
+    /// Largest accepted restore upload, in bytes.
+    pub restore_max_body: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self { max_body: 1024 * 1024, restore_max_body: 64 * 1024 * 1024 }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) node: NodeHandle,
+}
+
+/// Builds the API router for a node.
+pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
+    use handlers as h;
+    let state = AppState { node: node.clone() };
+    let restore = Router::new()
+        .route("/v1/restore", post(h::restore))
+        .layer(DefaultBodyLimit::max(options.restore_max_body));
+    let v1 = Router::new()
+        .route("/v1", get(h::status))
+        .route("/v1/", get(h::status))
+        .route("/v1/members", get(h::members))
+        .route("/v1/leader", get(h::leader))
+        .route("/v1/isleader", get(h::is_leader))
+        .route("/v1/jobs", get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job))
+        .route("/v1/jobs/", get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job))
+        .route(
+            "/v1/jobs/{job}",
+            get(h::get_job).put(h::upsert_job_put).delete(h::delete_job).post(h::run_job),
+        )
+        .route("/v1/jobs/{job}/run", post(h::run_job))
+        .route("/v1/jobs/{job}/toggle", post(h::toggle_job))
+        .route("/v1/jobs/{job}/executions", get(h::list_executions).delete(h::delete_executions))
+        .route("/v1/jobs/{job}/executions/", get(h::list_executions).delete(h::delete_executions))
+        .route("/v1/jobs/{job}/executions/{execution}", get(h::get_execution))
+        .route("/v1/executions/{job}", get(h::list_executions))
+        .route("/v1/busy", get(h::busy))
+        .route("/v1/pause", get(h::get_pause).post(h::pause))
+        .route("/v1/unpause", post(h::unpause))
+        .layer(DefaultBodyLimit::max(options.max_body))
+        .merge(restore)
+        .fallback(h::not_found)
+        .method_not_allowed_fallback(h::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(node.node_name().to_owned(), layers::whom_and_pretty))
+        .layer(layers::cors());
+    Router::new().route("/health", get(h::health)).merge(v1).with_state(state)
+}

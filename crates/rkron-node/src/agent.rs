@@ -1,0 +1,203 @@
+//! The node-run interface (what the leader asks a node to run) and its in-process implementation.
+//!
+//! The leader never calls an executor directly: it sends an [`AgentRun`] through an
+//! [`AgentRunner`] and consumes [`RunEvent`]s. On one server the runner is [`LocalAgent`]; the
+//! cluster issue carries the same exchange over gRPC (`AgentRun` server stream) without changing
+//! the leader's code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rkron_core::{Clock, Execution, Job};
+use rkron_executor::{ExecuteOutcome, ExecuteRequest, ExecutorRegistry, OutputBuffer, final_output};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A request to run one attempt of a job on one node.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    /// The job as the leader sees it.
+    pub job: Job,
+    /// The execution to fill in: job name, group, attempt and scheduled instant are set;
+    /// the agent sets `started_at`, `node_name`, `finished_at`, `success` and `output`.
+    pub execution: Execution,
+}
+
+/// What a node reports about a run, in order: one `Started`, then one `Finished`.
+#[derive(Debug)]
+pub enum RunEvent {
+    /// The executor started; the buffer fills with output as it comes.
+    Started(Execution, OutputBuffer),
+    /// The run ended (success, failure, timeout, kill).
+    Finished(Execution),
+}
+
+/// Why a run could not be handed to a node.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    #[error("node {0} is not reachable")]
+    Unreachable(String),
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+/// Carries runs to nodes: in-process here, over RPC in a cluster.
+#[async_trait]
+pub trait AgentRunner: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts `run` on `node`; events go to `events` until `Finished`.
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError>;
+
+    /// Kills a running execution by id on `node`, recording `reason`; returns whether it was found.
+    async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool;
+}
+
+#[derive(Debug)]
+struct Running {
+    cancel: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+/// Runs jobs on this node with the executor registry.
+#[derive(Debug, Clone)]
+pub struct LocalAgent {
+    node_name: String,
+    executors: Arc<ExecutorRegistry>,
+    clock: Arc<dyn Clock>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    tracker: TaskTracker,
+    accepting: CancellationToken,
+}
+
+impl LocalAgent {
+    /// Creates an agent named `node_name`.
+    pub fn new(node_name: String, executors: ExecutorRegistry, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            node_name,
+            executors: Arc::new(executors),
+            clock,
+            running: Arc::default(),
+            tracker: TaskTracker::new(),
+            accepting: CancellationToken::new(),
+        }
+    }
+
+    /// Number of executions running on this node.
+    pub fn running_count(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Stops accepting runs, waits up to `grace` for running executions, then kills the rest
+    /// with a message naming the grace period, and waits for their final reports.
+    pub async fn drain(&self, grace: Duration) {
+        self.accepting.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_ok() {
+            return;
+        }
+        let reason = format!(
+            "rkron: execution killed: the node shut down and the grace period of {}s ran out",
+            grace.as_secs_f64()
+        );
+        let ids: Vec<String> =
+            self.running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        for id in ids {
+            self.kill_local(&id, &reason);
+        }
+        self.tracker.wait().await;
+    }
+
+    fn kill_local(&self, execution_id: &str, reason: &str) -> bool {
+        let guard = self.running.lock();
+        let Ok(running) = guard else { return false };
+        match running.get(execution_id) {
+            Some(r) => {
+                if let Ok(mut slot) = r.reason.lock() {
+                    slot.get_or_insert_with(|| reason.to_owned());
+                }
+                r.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl AgentRunner for LocalAgent {
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError> {
+        if node != self.node_name {
+            return Err(RunError::Unreachable(node.to_owned()));
+        }
+        if self.accepting.is_cancelled() {
+            return Err(RunError::ShuttingDown);
+        }
+        let mut execution = run.execution;
+        execution.node_name = self.node_name.clone();
+        execution.started_at = self.clock.now();
+        execution.finished_at = None;
+        execution.success = false;
+        let id = execution.id();
+        let cancel = CancellationToken::new();
+        let reason = Arc::new(Mutex::new(None));
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(id.clone(), Running { cancel: cancel.clone(), reason: reason.clone() });
+        }
+        let output = OutputBuffer::new();
+        let agent = self.clone();
+        let job = run.job;
+        self.tracker.spawn(async move {
+            let _ = events.send(RunEvent::Started(execution.clone(), output.clone())).await;
+            let outcome = match agent.executors.get(&job.executor) {
+                Some(executor) => {
+                    let request = ExecuteRequest {
+                        job_name: job.name.clone(),
+                        config: job.executor_config.clone().unwrap_or_default(),
+                    };
+                    executor.execute(&request, &output, cancel).await
+                }
+                None if job.executor.is_empty() => ExecuteOutcome {
+                    success: false,
+                    error: Some("rkron: No executor defined, nothing to do".into()),
+                },
+                None => ExecuteOutcome {
+                    success: false,
+                    error: Some(format!(
+                        "rkron: Specified executor is not present: {}",
+                        job.executor
+                    )),
+                },
+            };
+            let killed_reason = reason.lock().ok().and_then(|r| r.clone());
+            let mut text = final_output(&outcome, &output);
+            if let Some(why) = killed_reason {
+                text.push_str(if text.ends_with('\n') || text.is_empty() { "" } else { "\n" });
+                text.push_str(&why);
+            }
+            execution.finished_at = Some(agent.clock.now());
+            execution.success = outcome.success;
+            execution.output = text;
+            if let Ok(mut running) = agent.running.lock() {
+                running.remove(&id);
+            }
+            let _ = events.send(RunEvent::Finished(execution)).await;
+        });
+        Ok(())
+    }
+
+    async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
+        node == self.node_name && self.kill_local(execution_id, reason)
+    }
+}

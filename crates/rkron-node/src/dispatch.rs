@@ -1,0 +1,163 @@
+//! Dispatch and recording: a fire becomes an execution group, runs go to their target nodes
+//! through the [`AgentRunner`](crate::AgentRunner), and every report is stored. Retries,
+//! dependent jobs and ephemeral deletion follow a finished execution.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rkron_core::execution::unix_nanos;
+use rkron_core::tags::select_targets;
+use rkron_core::{Concurrency, Execution, Job, JobStatus};
+use tokio::sync::mpsc;
+
+use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
+use crate::agent::AgentRun;
+
+/// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
+pub(crate) fn fire(inner: &Arc<Inner>, job: Arc<Job>, scheduled_at: Option<DateTime<Utc>>) {
+    if inner.shutdown.is_cancelled() {
+        return;
+    }
+    if scheduled_at.is_some() && job.concurrency == Concurrency::Forbid && has_active(inner, &job.name) {
+        tracing::info!(job = %job.name, "skipping concurrent execution (concurrency: forbid)");
+        return;
+    }
+    let group = unix_nanos(scheduled_at.unwrap_or_else(|| inner.clock.now()));
+    let targets = {
+        let members: Vec<_> = NodeHandle { inner: inner.clone() }.members().iter().map(|m| m.candidate()).collect();
+        select_targets(job.tags.as_ref(), &members, &inner.config.region, &mut rand::rng())
+    };
+    let template = Execution {
+        job_name: job.name.clone(),
+        started_at: inner.clock.now(),
+        finished_at: None,
+        success: false,
+        output: String::new(),
+        node_name: inner.config.node_name.clone(),
+        group,
+        attempt: 1,
+        scheduled_at,
+    };
+    if targets.is_empty() {
+        let inner = inner.clone();
+        inner.clone().tasks.spawn(async move {
+            let mut e = template;
+            e.finished_at = Some(inner.clock.now());
+            e.output = format!("no target nodes found to run job {}", job.name);
+            record_finished(&inner, &job, e).await;
+        });
+        return;
+    }
+    for node in targets {
+        let inner2 = inner.clone();
+        let job = job.clone();
+        let execution = template.clone();
+        inner.tasks.spawn(async move { run_on(inner2, node, job, execution).await });
+    }
+}
+
+fn has_active(inner: &Inner, job: &str) -> bool {
+    inner.active.lock().map(|a| a.values().any(|r| r.execution.job_name == job)).unwrap_or(false)
+}
+
+/// Runs one attempt on one node and records its reports; then retries if the job asks for it.
+async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execution) {
+    let mut attempt = execution;
+    loop {
+        let finished = run_once(&inner, &node, &job, attempt.clone()).await;
+        let Some(done) = finished else { return };
+        if done.success || done.attempt >= job.retries.saturating_add(1) || inner.shutdown.is_cancelled() {
+            return;
+        }
+        // Dkron's backoff: floor(log2(elapsed / 500ms) + attempt) × 500ms, never negative.
+        let elapsed = done.finished_at.unwrap_or(done.started_at) - done.started_at;
+        let next_attempt = done.attempt + 1;
+        let ratio = (elapsed.num_milliseconds().max(1) as f64) / 500.0;
+        let steps = (ratio.log2() + f64::from(next_attempt)).floor().max(0.0);
+        tokio::time::sleep(Duration::from_millis((steps * 500.0) as u64)).await;
+        attempt.attempt = next_attempt;
+        attempt.started_at = inner.clock.now();
+        attempt.output.clear();
+    }
+}
+
+/// Sends one run and records its events; answers the finished execution.
+async fn run_once(inner: &Arc<Inner>, node: &str, job: &Arc<Job>, execution: Execution) -> Option<Execution> {
+    let (tx, mut rx) = mpsc::channel(4);
+    let request = AgentRun { job: (**job).clone(), execution: execution.clone() };
+    if let Err(e) = inner.runner.run(node, request, tx).await {
+        let mut failed = execution;
+        failed.node_name = node.to_owned();
+        failed.finished_at = Some(inner.clock.now());
+        failed.output = format!("rkron: could not start the run on {node}: {e}");
+        record_finished(inner, job, failed.clone()).await;
+        return Some(failed);
+    }
+    let mut last = None;
+    while let Some(event) = rx.recv().await {
+        match event {
+            RunEvent::Started(e, output) => {
+                let id = e.id();
+                if let Ok(mut active) = inner.active.lock() {
+                    active.insert(id, ActiveRun { execution: e.clone(), output });
+                }
+                if let Err(err) = inner.store.put_execution(&e, inner.config.execution_retention).await {
+                    tracing::error!(job = %e.job_name, error = %err, "could not store a started execution");
+                }
+            }
+            RunEvent::Finished(e) => {
+                if let Ok(mut active) = inner.active.lock() {
+                    active.remove(&e.id());
+                }
+                record_finished(inner, job, e.clone()).await;
+                last = Some(e);
+            }
+        }
+    }
+    last
+}
+
+/// Stores a finished execution, then follows up: children on a successful group, ephemeral deletion.
+async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
+    let stored = match inner.store.finish_execution(&execution, inner.config.execution_retention).await {
+        Ok(Some(job)) => job,
+        Ok(None) => {
+            tracing::warn!(job = %execution.job_name, "execution finished for a deleted job");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(job = %execution.job_name, error = %e, "could not store a finished execution");
+            return;
+        }
+    };
+    let final_attempt = execution.success || execution.attempt >= job.retries.saturating_add(1);
+    if !final_attempt || stored.status != JobStatus::Success {
+        return;
+    }
+    let handle = NodeHandle { inner: inner.clone() };
+    for child in stored.dependent_jobs.iter().flatten() {
+        match inner.store.get_job(child).await {
+            Ok(Some(c)) if !c.value.disabled => fire(inner, Arc::new(c.value), None),
+            Ok(Some(_)) => tracing::info!(job = %child, "dependent job is disabled; not run"),
+            Ok(None) => tracing::error!(parent = %stored.name, job = %child, "dependent job not found"),
+            Err(e) => tracing::error!(job = %child, error = %e, "could not load dependent job"),
+        }
+    }
+    if stored.ephemeral {
+        match handle.delete_job(&stored.name).await {
+            Ok(_) | Err(NodeError::JobNotFound) => {}
+            Err(e) => tracing::error!(job = %stored.name, error = %e, "could not delete ephemeral job"),
+        }
+    }
+}
+
+impl NodeHandle {
+    /// Runs a job now, whatever its schedule, `disabled` flag or concurrency policy, and returns
+    /// the job at once (the run goes on in the background).
+    pub async fn run_job(&self, name: &str) -> Result<Job, NodeError> {
+        let job = self.get_job(name).await?;
+        fire(&self.inner, Arc::new(job.clone()), None);
+        Ok(job)
+    }
+}

@@ -1,0 +1,256 @@
+//! rkron-node owns the runtime of a node: its role, the scheduler driver, dispatch through the
+//! node-run interface, execution recording and orderly shutdown.
+//!
+//! ```text
+//!  API ──► NodeHandle ──► jobs (validate, merge, CAS write) ──► Store
+//!                 │                    │ notice
+//!                 ▼                    ▼
+//!             run now ──────────► Scheduler (leader only: ScheduleIndex, due fires)
+//!                                      │ fire: runnable check, targets by tags
+//!                                      ▼
+//!                               dispatch ──AgentRun──► AgentRunner (LocalAgent / RPC)
+//!                                      ▲                      │ Started / Finished
+//!                                      └──── record (Store) ◄─┘ retries, children, ephemeral
+//! ```
+
+mod agent;
+mod dispatch;
+mod error;
+mod jobs;
+mod member;
+mod scheduler;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rkron_core::{Clock, Execution};
+use rkron_executor::{ExecutorRegistry, OutputBuffer};
+use rkron_store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use agent::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
+pub use error::NodeError;
+pub use jobs::{JobQuery, SortField};
+pub use member::{Member, MemberStatus, node_tags};
+
+/// Everything a node needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_name: String,
+    pub server: bool,
+    pub region: String,
+    pub datacenter: String,
+    /// User tags (reserved tags are added by the node).
+    pub tags: BTreeMap<String, String>,
+    /// Advertised address of this node (IP) and gossip port.
+    pub advertise_ip: String,
+    pub advertise_port: u16,
+    /// Advertised RPC port.
+    pub rpc_port: u16,
+    /// Executions kept per job.
+    pub execution_retention: usize,
+    /// How long running executions may finish after a shutdown request before being killed.
+    pub shutdown_grace_period: Duration,
+    /// The software version shown in tags and `/v1`.
+    pub version: String,
+}
+
+impl NodeConfig {
+    /// A configuration for tests: one server named `name` with fast timings.
+    pub fn for_test(name: &str) -> Self {
+        Self {
+            node_name: name.into(),
+            server: true,
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            tags: BTreeMap::new(),
+            advertise_ip: "127.0.0.1".into(),
+            advertise_port: 8946,
+            rpc_port: 6868,
+            execution_retention: 100,
+            shutdown_grace_period: Duration::from_secs(2),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Meta key of the cluster-wide pause flag.
+const META_PAUSED: &str = "paused";
+
+/// A run in progress as the leader tracks it.
+#[derive(Debug, Clone)]
+struct ActiveRun {
+    execution: Execution,
+    output: OutputBuffer,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: NodeConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    runner: Arc<dyn AgentRunner>,
+    agent: LocalAgent,
+    self_member: Member,
+    scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
+    active: Mutex<HashMap<String, ActiveRun>>,
+    paused: std::sync::atomic::AtomicBool,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Starts a node: loads state from the store, starts the scheduler (this server leads:
+    /// the embedded store allows one server) and returns the handle the API uses.
+    pub async fn start(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        executors: ExecutorRegistry,
+        clock: Arc<dyn Clock>,
+    ) -> Result<NodeHandle, NodeError> {
+        let rpc_addr = format!("{}:{}", config.advertise_ip, config.rpc_port);
+        let tags = node_tags(
+            &config.tags,
+            config.server,
+            &config.datacenter,
+            &config.region,
+            &config.version,
+            &rpc_addr,
+            config.rpc_port,
+        );
+        let self_member = Member {
+            name: config.node_name.clone(),
+            addr: config.advertise_ip.clone(),
+            port: config.advertise_port,
+            tags,
+            status: MemberStatus::Alive,
+        };
+        let paused = store.get_meta(META_PAUSED).await?.is_some_and(|v| v == "true");
+        let agent = LocalAgent::new(config.node_name.clone(), executors, clock.clone());
+        let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            runner: Arc::new(agent.clone()),
+            agent,
+            config,
+            store,
+            clock,
+            self_member,
+            scheduler_tx,
+            active: Mutex::new(HashMap::new()),
+            paused: paused.into(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        let handle = NodeHandle { inner: inner.clone() };
+        handle.recover_interrupted().await?;
+        let jobs = inner.store.list_jobs().await?;
+        let scheduler = scheduler::Scheduler::new(inner.clone(), jobs);
+        let token = inner.shutdown.child_token();
+        inner.tasks.spawn(scheduler.run(scheduler_rx, token));
+        Ok(handle)
+    }
+}
+
+/// The narrow surface the API uses: jobs, runs, executions, members, leader, shutdown.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+impl NodeHandle {
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.inner.config.node_name
+    }
+
+    /// The version this node runs.
+    pub fn version(&self) -> &str {
+        &self.inner.config.version
+    }
+
+    /// This node's tags (reserved and user).
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.inner.self_member.tags
+    }
+
+    /// The current instant, from the node's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The cluster members known to this node.
+    pub fn members(&self) -> Vec<Member> {
+        vec![self.inner.self_member.clone()]
+    }
+
+    /// The current leader, if any.
+    pub fn leader(&self) -> Option<Member> {
+        self.inner.config.server.then(|| self.inner.self_member.clone())
+    }
+
+    /// Whether this node leads.
+    pub fn is_leader(&self) -> bool {
+        self.inner.config.server
+    }
+
+    /// Whether job submissions are paused (cluster-wide, persisted).
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Pauses or resumes job submissions; persisted in the store.
+    pub async fn set_paused(&self, paused: bool) -> Result<bool, NodeError> {
+        self.inner.store.put_meta(META_PAUSED, if paused { "true" } else { "false" }).await?;
+        self.inner.paused.store(paused, std::sync::atomic::Ordering::SeqCst);
+        Ok(paused)
+    }
+
+    /// Executions running now (on the nodes this leader dispatched to), oldest first, each with
+    /// the output accumulated so far.
+    pub fn busy(&self) -> Vec<Execution> {
+        let active = self.inner.active.lock().map(|a| a.values().cloned().collect::<Vec<_>>());
+        let mut list: Vec<Execution> = active
+            .unwrap_or_default()
+            .into_iter()
+            .map(|run| {
+                let mut e = run.execution;
+                e.output = run.output.snapshot();
+                e
+            })
+            .collect();
+        list.sort_by(|a, b| (a.started_at, &a.node_name).cmp(&(b.started_at, &b.node_name)));
+        list
+    }
+
+    /// Stops the node in order: the scheduler stops, running executions get the grace period,
+    /// then are killed and recorded as failed; every pending store write completes.
+    pub async fn shutdown(&self) {
+        tracing::info!("shutting down: scheduler stops, running executions drain");
+        self.inner.shutdown.cancel();
+        self.inner.agent.drain(self.inner.config.shutdown_grace_period).await;
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        tracing::info!("shutdown complete");
+    }
+
+    /// Marks executions that were running on this node when it last stopped (a crash or
+    /// kill -9) as failed, so that `forbid` is never blocked by a stale record.
+    async fn recover_interrupted(&self) -> Result<(), NodeError> {
+        let stale = self.inner.store.running_executions().await?;
+        for mut e in stale.into_iter().filter(|e| e.node_name == self.inner.config.node_name) {
+            e.finished_at = Some(self.now());
+            e.success = false;
+            e.output.push_str("\nrkron: the node stopped while this execution was running; it was recorded as failed on restart");
+            self.inner.store.finish_execution(&e, self.inner.config.execution_retention).await?;
+        }
+        Ok(())
+    }
+}
