@@ -31,7 +31,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// Creates a clock stopped at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self { now: Mutex::new(start) }
+        Self {
+            now: Mutex::new(start),
+        }
     }
 
     /// Moves the clock forward by `by`.

@@ -47,7 +47,11 @@ impl Execution {
 
 /// Returns Unix nanoseconds of `t`, saturating outside the representable range.
 pub fn unix_nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 /// Builds an execution id from its start instant and node.
@@ -116,7 +120,10 @@ mod tests {
     fn id_is_nanos_dash_node() {
         let e = exec("node1", 1, 1_734_599_350, Some(true));
         assert_eq!(e.id(), "1734599350000000000-node1");
-        assert_eq!(parse_execution_id(&e.id()), Some((1_734_599_350_000_000_000, "node1")));
+        assert_eq!(
+            parse_execution_id(&e.id()),
+            Some((1_734_599_350_000_000_000, "node1"))
+        );
         assert_eq!(parse_execution_id("x-node"), None);
     }
 

@@ -87,7 +87,15 @@ impl<T> ScheduleIndex<T> {
         let generation = self.bump();
         self.heap.push(Reverse((next, generation)));
         self.by_generation.insert(generation, name.clone());
-        self.entries.insert(name, Entry { schedule, next, generation, payload: Arc::new(payload) });
+        self.entries.insert(
+            name,
+            Entry {
+                schedule,
+                next,
+                generation,
+                payload: Arc::new(payload),
+            },
+        );
         Some(next)
     }
 
@@ -134,8 +142,12 @@ impl<T> ScheduleIndex<T> {
                 break;
             }
             self.heap.pop();
-            let Some(name) = self.by_generation.remove(&generation) else { continue };
-            let Some(entry) = self.entries.get_mut(&name) else { continue };
+            let Some(name) = self.by_generation.remove(&generation) else {
+                continue;
+            };
+            let Some(entry) = self.entries.get_mut(&name) else {
+                continue;
+            };
             let (scheduled_at, missed) = latest_due(&entry.schedule, at, now);
             let payload = entry.payload.clone();
             match entry.schedule.next_after(scheduled_at) {
@@ -151,7 +163,12 @@ impl<T> ScheduleIndex<T> {
                     self.entries.remove(&name);
                 }
             }
-            due.push(Due { name, scheduled_at, missed, payload });
+            due.push(Due {
+                name,
+                scheduled_at,
+                missed,
+                payload,
+            });
         }
         due
     }
@@ -163,7 +180,11 @@ impl<T> ScheduleIndex<T> {
 }
 
 /// Walks from a due fire `first` to the most recent fire at or before `now`.
-fn latest_due(schedule: &Schedule, first: DateTime<Utc>, now: DateTime<Utc>) -> (DateTime<Utc>, u32) {
+fn latest_due(
+    schedule: &Schedule,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, u32) {
     let mut current = first;
     let mut missed = 0u32;
     while let Some(next) = schedule.next_after(current) {

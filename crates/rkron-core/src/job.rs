@@ -134,15 +134,18 @@ pub enum ValidationError {
 
 /// Returns the first character Dkron rejects in a job name (anything but `\p{Ll}`, `0-9`, `_`, `-`).
 fn illegal_name_char(name: &str) -> Option<char> {
-    name.chars()
-        .find(|&c| !(c.is_lowercase() && is_unicode_ll(c) || c.is_ascii_digit() || c == '_' || c == '-'))
+    name.chars().find(|&c| {
+        !(c.is_lowercase() && is_unicode_ll(c) || c.is_ascii_digit() || c == '_' || c == '-')
+    })
 }
 
 /// Approximates Unicode category Ll: lower-case letters that have an upper-case mapping or are
 /// alphabetic lower-case (ß, ŉ). `char::is_lowercase` also accepts some Lo/Lm marks like `ª`;
 /// those are excluded by requiring the character to be alphabetic and not a modifier letter.
 fn is_unicode_ll(c: char) -> bool {
-    c.is_alphabetic() && c.is_lowercase() && !matches!(c, 'ª' | 'º' | '\u{2b0}'..='\u{2ff}' | '\u{1d2c}'..='\u{1d6a}' | '\u{2071}' | '\u{207f}' | '\u{2090}'..='\u{209c}')
+    c.is_alphabetic()
+        && c.is_lowercase()
+        && !matches!(c, 'ª' | 'º' | '\u{2b0}'..='\u{2ff}' | '\u{1d2c}'..='\u{1d6a}' | '\u{2071}' | '\u{207f}' | '\u{2090}'..='\u{209c}')
 }
 
 impl Job {
@@ -173,8 +176,12 @@ impl Job {
         crate::schedule::parse_timezone(&self.timezone).map_err(ValidationError::Timezone)?;
         if self.executor == "shell" {
             let config = self.executor_config.as_ref();
-            if let Some(timeout) = config.and_then(|c| c.get("timeout")).filter(|t| !t.is_empty()) {
-                crate::duration::parse_go_duration(timeout).map_err(|_| ValidationError::Timeout)?;
+            if let Some(timeout) = config
+                .and_then(|c| c.get("timeout"))
+                .filter(|t| !t.is_empty())
+            {
+                crate::duration::parse_go_duration(timeout)
+                    .map_err(|_| ValidationError::Timeout)?;
             }
             if let Some(limit) = config.and_then(|c| c.get("mem_limit")) {
                 crate::memlimit::parse_mem_limit(limit).map_err(ValidationError::MemLimit)?;
@@ -275,7 +282,11 @@ pub fn plan_upsert(
         submitted.last_success = max_opt(submitted.last_success, stored.last_success);
         submitted.success_count = submitted.success_count.max(stored.success_count);
         submitted.error_count = submitted.error_count.max(stored.error_count);
-        if stored.dependent_jobs.as_ref().is_some_and(|d| !d.is_empty()) {
+        if stored
+            .dependent_jobs
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+        {
             submitted.dependent_jobs = stored.dependent_jobs.clone();
         }
         if stored.status != JobStatus::Untriggered {
@@ -286,19 +297,28 @@ pub fn plan_upsert(
     submitted.next = submitted.compute_next(now);
 
     let previous_parent = stored.map(|s| s.parent_job.as_str()).unwrap_or("");
-    let mut plan = UpsertPlan { job: submitted, old_parent: None, new_parent: None };
-    if previous_parent != plan.job.parent_job {
-        if let Some(old) = old_parent.filter(|p| p.name == previous_parent) {
-            let mut old = old.clone();
-            remove_dependent(&mut old, &plan.job.name);
-            plan.old_parent = Some(old);
-        }
+    let mut plan = UpsertPlan {
+        job: submitted,
+        old_parent: None,
+        new_parent: None,
+    };
+    let parent_changed = previous_parent != plan.job.parent_job;
+    if let Some(old) = old_parent.filter(|p| parent_changed && p.name == previous_parent) {
+        let mut old = old.clone();
+        remove_dependent(&mut old, &plan.job.name);
+        plan.old_parent = Some(old);
     }
     if let Some(parent) = new_parent.filter(|p| p.name == plan.job.parent_job) {
-        let has = parent.dependent_jobs.as_ref().is_some_and(|d| d.contains(&plan.job.name));
+        let has = parent
+            .dependent_jobs
+            .as_ref()
+            .is_some_and(|d| d.contains(&plan.job.name));
         if !has {
             let mut parent = parent.clone();
-            parent.dependent_jobs.get_or_insert_with(Vec::new).push(plan.job.name.clone());
+            parent
+                .dependent_jobs
+                .get_or_insert_with(Vec::new)
+                .push(plan.job.name.clone());
             plan.new_parent = Some(parent);
         }
     }
@@ -318,7 +338,11 @@ pub fn remove_dependent(parent: &mut Job, child: &str) {
 fn dedup(list: Option<Vec<String>>) -> Option<Vec<String>> {
     let list = list?;
     let mut seen = BTreeSet::new();
-    Some(list.into_iter().filter(|d| seen.insert(d.clone())).collect())
+    Some(
+        list.into_iter()
+            .filter(|d| seen.insert(d.clone()))
+            .collect(),
+    )
 }
 
 fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {

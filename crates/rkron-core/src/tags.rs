@@ -68,11 +68,18 @@ mod tests {
     use rand::rngs::StdRng;
 
     fn map(pairs: &[(&str, &str)]) -> StringMap {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     fn nodes() -> Vec<Candidate> {
-        let base = [("region", "global"), ("additional", "value"), ("additional2", "value2")];
+        let base = [
+            ("region", "global"),
+            ("additional", "value"),
+            ("additional2", "value2"),
+        ];
         let mut t1 = map(&base);
         t1.insert("tag".into(), "test".into());
         let mut t2 = t1.clone();
@@ -81,9 +88,21 @@ mod tests {
         t3.insert("tag".into(), "test_client".into());
         t3.insert("extra".into(), "tag".into());
         vec![
-            Candidate { name: "test1".into(), alive: true, tags: t1 },
-            Candidate { name: "test2".into(), alive: true, tags: t2 },
-            Candidate { name: "test3".into(), alive: true, tags: t3 },
+            Candidate {
+                name: "test1".into(),
+                alive: true,
+                tags: t1,
+            },
+            Candidate {
+                name: "test2".into(),
+                alive: true,
+                tags: t2,
+            },
+            Candidate {
+                name: "test3".into(),
+                alive: true,
+                tags: t3,
+            },
         ]
     }
 
@@ -128,7 +147,10 @@ mod tests {
         assert_eq!(req, map(&[("key1", "value1"), ("key2", "value2")]));
         assert_eq!(card, usize::MAX);
         assert_eq!(clean_tags(&map(&[("key2", "value2:5")])).1, 5);
-        assert_eq!(clean_tags(&map(&[("key1", "value1:2"), ("key2", "value2:5")])).1, 2);
+        assert_eq!(
+            clean_tags(&map(&[("key1", "value1:2"), ("key2", "value2:5")])).1,
+            2
+        );
         assert_eq!(clean_tags(&map(&[("key2", "value2:cardinality")])).1, 0);
     }
 

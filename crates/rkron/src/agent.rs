@@ -44,12 +44,17 @@ fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, AgentError>
 }
 
 fn node_config(config: &AgentConfig) -> NodeConfig {
-    let advertise = config.advertise_addr.clone().unwrap_or_else(|| config.bind_addr.clone());
+    let advertise = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| config.bind_addr.clone());
     let (ip, port) = match advertise.parse::<SocketAddr>() {
         Ok(addr) if !addr.ip().is_unspecified() => (addr.ip().to_string(), addr.port()),
         Ok(addr) => ("127.0.0.1".to_owned(), addr.port()),
         Err(_) => {
-            let (host, port) = advertise.rsplit_once(':').unwrap_or((advertise.as_str(), "8946"));
+            let (host, port) = advertise
+                .rsplit_once(':')
+                .unwrap_or((advertise.as_str(), "8946"));
             (host.to_owned(), port.parse().unwrap_or(8946))
         }
     };
@@ -61,7 +66,11 @@ fn node_config(config: &AgentConfig) -> NodeConfig {
         tags: config.tags.clone(),
         advertise_ip: ip,
         advertise_port: port,
-        rpc_port: if config.advertise_rpc_port == 0 { config.rpc_port } else { config.advertise_rpc_port },
+        rpc_port: if config.advertise_rpc_port == 0 {
+            config.rpc_port
+        } else {
+            config.advertise_rpc_port
+        },
         execution_retention: config.execution_retention,
         shutdown_grace_period: config.shutdown_grace_period,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -84,7 +93,13 @@ pub async fn run(
     }
     let store = store_from_config(&config)?;
     let clock = Arc::new(SystemClock);
-    let node = Node::start(node_config(&config), store, ExecutorRegistry::with_builtins(), clock).await?;
+    let node = Node::start(
+        node_config(&config),
+        store,
+        ExecutorRegistry::with_builtins(),
+        clock,
+    )
+    .await?;
     let listener = match listener {
         Some(l) => l,
         None => {
@@ -92,17 +107,27 @@ pub async fn run(
                 addr: config.http_addr.clone(),
                 reason: e.to_string(),
             })?;
-            TcpListener::bind(addr).await.map_err(|e| AgentError::Listen {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Listen {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?
         }
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(node = %config.node_name, http = %local, data_dir = %config.data_dir.display(), "rkron server started; HTTP API listening on {local}");
-    let options = ApiOptions { max_body: config.http_max_body, restore_max_body: config.restore_max_body };
+    let options = ApiOptions {
+        max_body: config.http_max_body,
+        restore_max_body: config.restore_max_body,
+    };
     let app = router(node.clone(), &options);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     node.shutdown().await;
     served.map_err(|e| AgentError::Serve(e.to_string()))
 }

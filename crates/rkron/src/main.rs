@@ -28,7 +28,15 @@ fn say(text: &str) {
 }
 
 fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
+    // Lossy: one non-UTF-8 variable must not stop start-up.
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
     let home = env.get("HOME").map(std::path::PathBuf::from);
     let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let config = match rkron::config::load(args, &env, home.as_deref(), &cwd) {
@@ -39,7 +47,17 @@ fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
         }
     };
     init_logging(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match &config.config_file {
+        Some(file) => tracing::info!(file = %file.display(), "configuration file loaded"),
+        None => tracing::info!("No valid config found: Applying default values."),
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rkron: cannot start the async runtime: {e}");
@@ -64,13 +82,19 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},h2=warn,hyper=warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process still stops on the default action.
         std::future::pending::<()>().await;
         return;

@@ -20,9 +20,18 @@ fn at(secs: i64) -> DateTime<Utc> {
 #[test]
 fn names() {
     assert_eq!(job("").validate(), Err(ValidationError::EmptyName));
-    assert_eq!(job("BAD JOB NAME!").validate(), Err(ValidationError::IllegalCharacter('B')));
-    assert_eq!(job("a.b").validate(), Err(ValidationError::IllegalCharacter('.')));
-    assert_eq!(job("a/b").validate(), Err(ValidationError::IllegalCharacter('/')));
+    assert_eq!(
+        job("BAD JOB NAME!").validate(),
+        Err(ValidationError::IllegalCharacter('B'))
+    );
+    assert_eq!(
+        job("a.b").validate(),
+        Err(ValidationError::IllegalCharacter('.'))
+    );
+    assert_eq!(
+        job("a/b").validate(),
+        Err(ValidationError::IllegalCharacter('/'))
+    );
     let long = "abcdefghijklmnopqrstuvwxyz0123456789-_ßñëäïüøüáéíóýćàèìòùâêîôûæšłç";
     assert_eq!(job(long).validate(), Ok(()));
     assert_eq!(
@@ -36,36 +45,65 @@ fn validation_order_and_messages() {
     let mut j = job("x");
     j.parent_job = "x".into();
     j.schedule = "bad".into();
-    assert_eq!(j.validate().unwrap_err().to_string(), "the job can not have itself as parent");
+    assert_eq!(
+        j.validate().unwrap_err().to_string(),
+        "the job can not have itself as parent"
+    );
 
     let mut j = job("x");
     j.schedule = "@at badtime".into();
-    assert!(j.validate().unwrap_err().to_string().starts_with("can't parse job schedule: "));
+    assert!(
+        j.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("can't parse job schedule: ")
+    );
 
     let mut j = job("x");
     j.schedule = String::new();
-    assert_eq!(j.validate().unwrap_err().to_string(), "can't parse job schedule: empty spec string");
+    assert_eq!(
+        j.validate().unwrap_err().to_string(),
+        "can't parse job schedule: empty spec string"
+    );
     j.parent_job = "p".into();
     assert_eq!(j.validate(), Ok(()), "children need no schedule");
 
     let mut j = job("x");
     j.timezone = "notatimezone".into();
-    assert_eq!(j.validate().unwrap_err().to_string(), "unknown time zone notatimezone");
+    assert_eq!(
+        j.validate().unwrap_err().to_string(),
+        "unknown time zone notatimezone"
+    );
 
     let mut j = job("x");
-    j.executor_config.as_mut().unwrap().insert("timeout".into(), "foreverandever".into());
-    assert_eq!(j.validate().unwrap_err().to_string(), "Error parsing job timeout value");
+    j.executor_config
+        .as_mut()
+        .unwrap()
+        .insert("timeout".into(), "foreverandever".into());
+    assert_eq!(
+        j.validate().unwrap_err().to_string(),
+        "Error parsing job timeout value"
+    );
 
     let mut j = job("x");
-    j.executor_config.as_mut().unwrap().insert("mem_limit".into(), "invalid".into());
+    j.executor_config
+        .as_mut()
+        .unwrap()
+        .insert("mem_limit".into(), "invalid".into());
     assert!(
-        j.validate().unwrap_err().to_string().starts_with("Error parsing job memory limit value: ")
+        j.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("Error parsing job memory limit value: ")
     );
 
     // The http executor's keys are not checked at write time, as in Dkron.
     let mut j = job("x");
     j.executor = "http".into();
-    j.executor_config.as_mut().unwrap().insert("timeout".into(), "foreverandever".into());
+    j.executor_config
+        .as_mut()
+        .unwrap()
+        .insert("timeout".into(), "foreverandever".into());
     assert_eq!(j.validate(), Ok(()));
 }
 
@@ -112,13 +150,19 @@ fn child_needs_existing_parent_and_is_added_once() {
     );
     let parent = job("p");
     let plan = plan_upsert(child.clone(), None, None, Some(&parent), &[], at(0)).unwrap();
-    assert_eq!(plan.new_parent.unwrap().dependent_jobs, Some(vec!["c".into()]));
+    assert_eq!(
+        plan.new_parent.unwrap().dependent_jobs,
+        Some(vec!["c".into()])
+    );
     assert_eq!(plan.job.next, None, "children are never scheduled by cron");
 
     let mut listed = parent.clone();
     listed.dependent_jobs = Some(vec!["c".into()]);
     let plan = plan_upsert(child, None, None, Some(&listed), &[], at(0)).unwrap();
-    assert!(plan.new_parent.is_none(), "a parent that already lists the child is not rewritten");
+    assert!(
+        plan.new_parent.is_none(),
+        "a parent that already lists the child is not rewritten"
+    );
 }
 
 #[test]
@@ -130,14 +174,31 @@ fn moving_a_child_updates_both_parents_and_cycles_are_rejected() {
     let p2 = job("p2");
     let mut moved = job("c");
     moved.parent_job = "p2".into();
-    let plan = plan_upsert(moved.clone(), Some(&stored_child), Some(&p1), Some(&p2), &[], at(0))
-        .unwrap();
+    let plan = plan_upsert(
+        moved.clone(),
+        Some(&stored_child),
+        Some(&p1),
+        Some(&p2),
+        &[],
+        at(0),
+    )
+    .unwrap();
     assert_eq!(plan.old_parent.unwrap().dependent_jobs, None);
-    assert_eq!(plan.new_parent.unwrap().dependent_jobs, Some(vec!["c".into()]));
+    assert_eq!(
+        plan.new_parent.unwrap().dependent_jobs,
+        Some(vec!["c".into()])
+    );
 
     let ancestors = vec!["c".to_string()];
     assert!(matches!(
-        plan_upsert(moved, Some(&stored_child), Some(&p1), Some(&p2), &ancestors, at(0)),
+        plan_upsert(
+            moved,
+            Some(&stored_child),
+            Some(&p1),
+            Some(&p2),
+            &ancestors,
+            at(0)
+        ),
         Err(UpsertError::Cycle(_))
     ));
 }
