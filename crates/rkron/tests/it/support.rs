@@ -1,0 +1,151 @@
+//! Test support: starts the real `rkron` binary on a free port with its own data dir and
+//! drives it over HTTP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rkron_client::Client;
+
+/// A real `rkron agent --server` process.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub client: Client,
+    pub log: PathBuf,
+    extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Returns a port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes; answers whether it became true.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Server {
+    /// Starts a server with a fresh data dir and extra flags; waits until it answers.
+    pub async fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut server = Server::spawn(&data_dir, extra);
+        server._tmp = Some(tmp);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Spawns a server on `data_dir` without waiting.
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let mut server = Server {
+            child: None,
+            port,
+            data_dir: data_dir.to_owned(),
+            client: Client::new(&format!("http://127.0.0.1:{port}")),
+            log,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            _tmp: None,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        std::fs::create_dir_all(self.data_dir.parent().unwrap()).unwrap();
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkron"))
+            .args(["agent", "--server", "--node-name", "test-node"])
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--bind-addr")
+            .arg("127.0.0.1:8946")
+            .args(&self.extra)
+            .env_remove("RKRON_LOG_LEVEL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rkron");
+        self.child = Some(child);
+    }
+
+    /// Waits until `/health` answers (or panics with the server's log after 20 s).
+    pub async fn wait_ready(&mut self) {
+        let client = self.client.clone();
+        let ok = wait_until(Duration::from_secs(20), || {
+            let c = client.clone();
+            async move { c.healthy().await }
+        })
+        .await;
+        if !ok {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            panic!("rkron did not become ready (exit: {status:?}); log:\n{log}");
+        }
+    }
+
+    /// Sends SIGKILL and waits for the process to die.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; answers the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Starts the process again on the same data dir and port, and waits until ready.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        self.client.url(path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
