@@ -125,7 +125,11 @@ pub struct MemberOut {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub id: Option<String>,
     /// Only in `/v1/members`: `none`, `alive`, `leaving`, `left` or `failed`.
-    #[serde(rename = "statusText", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "statusText",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub status_text: Option<String>,
 }
 

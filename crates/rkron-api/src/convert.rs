@@ -19,7 +19,10 @@ fn fmt_opt(t: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// Parses a submitted time: RFC 3339 (any offset) or the HTML form `YYYY-MM-DDTHH:MM` (UTC).
-pub(crate) fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
+pub(crate) fn parse_time(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, String> {
     let Some(text) = value else { return Ok(None) };
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(Some(t.with_timezone(&Utc)));
@@ -27,7 +30,9 @@ pub(crate) fn parse_time(field: &str, value: Option<&str>) -> Result<Option<Date
     if let Ok(t) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
         return Ok(Some(t.and_utc()));
     }
-    Err(format!("{field}: parsing time {text:?}: expected RFC 3339 (2006-01-02T15:04:05Z07:00) or 2006-01-02T15:04"))
+    Err(format!(
+        "{field}: parsing time {text:?}: expected RFC 3339 (2006-01-02T15:04:05Z07:00) or 2006-01-02T15:04"
+    ))
 }
 
 /// Turns a submitted job into the domain job, keeping the raw concurrency text for validation.
@@ -180,15 +185,24 @@ mod tests {
     fn times_format_like_go_rfc3339nano() {
         let t = Utc.with_ymd_and_hms(2025, 12, 19, 9, 9, 10).unwrap();
         assert_eq!(fmt_time(t), "2025-12-19T09:09:10Z");
-        assert_eq!(fmt_time(t + chrono::TimeDelta::milliseconds(120)), "2025-12-19T09:09:10.12Z");
-        assert_eq!(fmt_time(t + chrono::TimeDelta::nanoseconds(5)), "2025-12-19T09:09:10.000000005Z");
+        assert_eq!(
+            fmt_time(t + chrono::TimeDelta::milliseconds(120)),
+            "2025-12-19T09:09:10.12Z"
+        );
+        assert_eq!(
+            fmt_time(t + chrono::TimeDelta::nanoseconds(5)),
+            "2025-12-19T09:09:10.000000005Z"
+        );
     }
 
     #[test]
     fn times_parse_rfc3339_and_datetime_local() {
         let utc = Utc.with_ymd_and_hms(2025, 12, 19, 9, 9, 0).unwrap();
         assert_eq!(parse_time("f", Some("2025-12-19T09:09:00Z")), Ok(Some(utc)));
-        assert_eq!(parse_time("f", Some("2025-12-19T10:09:00+01:00")), Ok(Some(utc)));
+        assert_eq!(
+            parse_time("f", Some("2025-12-19T10:09:00+01:00")),
+            Ok(Some(utc))
+        );
         assert_eq!(parse_time("f", Some("2025-12-19T09:09")), Ok(Some(utc)));
         assert_eq!(parse_time("f", None), Ok(None));
         assert!(parse_time("f", Some("not-a-date")).is_err());

@@ -17,12 +17,18 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and a message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400 with Dkron's payload-parse wording.
     pub fn unparsable(why: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, format!("Unable to parse payload: {why}."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            format!("Unable to parse payload: {why}."),
+        )
     }
 }
 
@@ -48,6 +54,12 @@ impl From<NodeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorOut { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorOut {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }

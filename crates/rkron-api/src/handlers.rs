@@ -11,7 +11,9 @@ use rkron_api_types::{AgentInfo, ExecutionOut, HealthOut, JobIn, JobOut, PauseOu
 use rkron_core::JobStatus;
 use rkron_node::{JobQuery, NodeError, SortField};
 
-use crate::convert::{execution_to_wire, job_from_wire, job_out_to_in, job_to_wire, member_to_wire};
+use crate::convert::{
+    execution_to_wire, job_from_wire, job_out_to_in, job_to_wire, member_to_wire,
+};
 use crate::{ApiError, AppState};
 
 type Pairs = Query<Vec<(String, String)>>;
@@ -33,7 +35,10 @@ fn location(uri: &str) -> HeaderMap {
 fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large: {}", e.body_text()))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: {}", e.body_text()),
+            )
         }
         other => ApiError::new(other.status(), other.body_text()),
     })
@@ -41,17 +46,28 @@ fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 fn parse_index(name: &str, value: &str) -> Result<usize, ApiError> {
     value.trim().parse::<usize>().map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {name} {value:?}: expected a non-negative integer"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {name} {value:?}: expected a non-negative integer"),
+        )
     })
 }
 
 pub(crate) async fn health() -> Json<HealthOut> {
-    Json(HealthOut { status: "healthy".into() })
+    Json(HealthOut {
+        status: "healthy".into(),
+    })
 }
 
 pub(crate) async fn status(State(s): State<AppState>) -> Json<StatusOut> {
     let members = s.node.members();
-    let count = |st: rkron_node::MemberStatus| members.iter().filter(|m| m.status == st).count().to_string();
+    let count = |st: rkron_node::MemberStatus| {
+        members
+            .iter()
+            .filter(|m| m.status == st)
+            .count()
+            .to_string()
+    };
     let serf = [
         ("members", members.len().to_string()),
         ("failed", count(rkron_node::MemberStatus::Failed)),
@@ -62,21 +78,32 @@ pub(crate) async fn status(State(s): State<AppState>) -> Json<StatusOut> {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     Json(StatusOut {
-        agent: AgentInfo { name: s.node.node_name().to_owned(), version: s.node.version().to_owned() },
+        agent: AgentInfo {
+            name: s.node.node_name().to_owned(),
+            version: s.node.version().to_owned(),
+        },
         serf,
         tags: s.node.tags().clone(),
     })
 }
 
 pub(crate) async fn members(State(s): State<AppState>) -> Response {
-    let members: Vec<_> = s.node.members().into_iter().map(|m| member_to_wire(m, true)).collect();
+    let members: Vec<_> = s
+        .node
+        .members()
+        .into_iter()
+        .map(|m| member_to_wire(m, true))
+        .collect();
     (total_count(members.len()), Json(members)).into_response()
 }
 
 pub(crate) async fn leader(State(s): State<AppState>) -> Result<Response, ApiError> {
     match s.node.leader() {
         Some(m) => Ok(Json(member_to_wire(m, false)).into_response()),
-        None => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no leader: the cluster has not elected one")),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader: the cluster has not elected one",
+        )),
     }
 }
 
@@ -91,7 +118,10 @@ pub(crate) async fn is_leader(State(s): State<AppState>) -> Response {
 fn job_query(pairs: Vec<(String, String)>) -> Result<JobQuery, ApiError> {
     let mut q = JobQuery::default();
     for (key, value) in pairs {
-        if let Some(meta) = key.strip_prefix("metadata[").and_then(|k| k.strip_suffix(']')) {
+        if let Some(meta) = key
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+        {
             q.metadata.insert(meta.to_owned(), value);
             continue;
         }
@@ -108,7 +138,10 @@ fn job_query(pairs: Vec<(String, String)>) -> Result<JobQuery, ApiError> {
             "disabled" if !value.is_empty() => q.disabled = Some(value == "true"),
             "_sort" => {
                 q.sort = SortField::parse(&value).ok_or_else(|| {
-                    ApiError::new(StatusCode::BAD_REQUEST, format!("invalid _sort {value:?}: unknown field"))
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid _sort {value:?}: unknown field"),
+                    )
                 })?;
             }
             "_order" => q.descending = value == "DESC",
@@ -120,24 +153,42 @@ fn job_query(pairs: Vec<(String, String)>) -> Result<JobQuery, ApiError> {
     Ok(q)
 }
 
-pub(crate) async fn list_jobs(State(s): State<AppState>, Query(pairs): Pairs) -> Result<Response, ApiError> {
+pub(crate) async fn list_jobs(
+    State(s): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
     let query = job_query(pairs)?;
     let (jobs, total) = s.node.list_jobs(&query).await?;
     let jobs: Vec<JobOut> = jobs.into_iter().map(job_to_wire).collect();
     Ok((total_count(total), Json(jobs)).into_response())
 }
 
-async fn upsert(s: &AppState, body: Result<Bytes, BytesRejection>, run_on_create: bool, uri: &str) -> Result<Response, ApiError> {
+async fn upsert(
+    s: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    run_on_create: bool,
+    uri: &str,
+) -> Result<Response, ApiError> {
     let body = body_or_413(body)?;
     let input: JobIn = serde_json::from_slice(&body).map_err(ApiError::unparsable)?;
     let (job, concurrency) = job_from_wire(input).map_err(ApiError::unparsable)?;
-    job.validate_with_concurrency(&concurrency).map_err(|e| NodeError::Invalid(e.to_string()))?;
+    job.validate_with_concurrency(&concurrency)
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
     let stored = s.node.upsert_job(job).await?;
     if run_on_create {
         s.node.run_job(&stored.name).await?;
     }
-    let loc = format!("{}/{}", uri.split('?').next().unwrap_or(uri).trim_end_matches('/'), stored.name);
-    Ok((StatusCode::CREATED, location(&loc), Json(job_to_wire(stored))).into_response())
+    let loc = format!(
+        "{}/{}",
+        uri.split('?').next().unwrap_or(uri).trim_end_matches('/'),
+        stored.name
+    );
+    Ok((
+        StatusCode::CREATED,
+        location(&loc),
+        Json(job_to_wire(stored)),
+    )
+        .into_response())
 }
 
 fn has_flag(pairs: &[(String, String)], name: &str) -> bool {
@@ -162,11 +213,17 @@ pub(crate) async fn upsert_job_put(
     upsert(&s, body, has_flag(&pairs, "runoncreate"), "/v1/jobs").await
 }
 
-pub(crate) async fn get_job(State(s): State<AppState>, Path(job): Path<String>) -> Result<Json<JobOut>, ApiError> {
+pub(crate) async fn get_job(
+    State(s): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Json<JobOut>, ApiError> {
     Ok(Json(job_to_wire(s.node.get_job(&job).await?)))
 }
 
-pub(crate) async fn delete_job(State(s): State<AppState>, Path(job): Path<String>) -> Result<Json<JobOut>, ApiError> {
+pub(crate) async fn delete_job(
+    State(s): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Json<JobOut>, ApiError> {
     Ok(Json(job_to_wire(s.node.delete_job(&job).await?)))
 }
 
@@ -176,7 +233,12 @@ pub(crate) async fn run_job(
     Path(job): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = s.node.run_job(&job).await?;
-    Ok((StatusCode::OK, location(&uri.to_string()), Json(job_to_wire(job))).into_response())
+    Ok((
+        StatusCode::OK,
+        location(&uri.to_string()),
+        Json(job_to_wire(job)),
+    )
+        .into_response())
 }
 
 pub(crate) async fn toggle_job(
@@ -185,7 +247,12 @@ pub(crate) async fn toggle_job(
     Path(job): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = s.node.toggle_job(&job).await?;
-    Ok((StatusCode::OK, location(&uri.to_string()), Json(job_to_wire(job))).into_response())
+    Ok((
+        StatusCode::OK,
+        location(&uri.to_string()),
+        Json(job_to_wire(job)),
+    )
+        .into_response())
 }
 
 pub(crate) async fn list_executions(
@@ -199,7 +266,13 @@ pub(crate) async fn list_executions(
     let (mut start, mut end) = (0usize, None);
     for (key, value) in &pairs {
         match key.as_str() {
-            "_sort" => sort = if value == "id" { "started_at".to_owned() } else { value.clone() },
+            "_sort" => {
+                sort = if value == "id" {
+                    "started_at".to_owned()
+                } else {
+                    value.clone()
+                }
+            }
             "_order" => descending = value == "DESC",
             // Dkron: a non-integer limit means unlimited.
             "output_size_limit" => limit = value.trim().parse::<usize>().ok(),
@@ -222,12 +295,17 @@ pub(crate) async fn list_executions(
     let total = executions.len();
     let end = end.unwrap_or(total).min(total);
     let start = start.min(end);
-    let page: Vec<ExecutionOut> =
-        executions.drain(start..end).map(|e| execution_to_wire(e, limit, true)).collect();
+    let page: Vec<ExecutionOut> = executions
+        .drain(start..end)
+        .map(|e| execution_to_wire(e, limit, true))
+        .collect();
     Ok((total_count(total), Json(page)).into_response())
 }
 
-pub(crate) async fn delete_executions(State(s): State<AppState>, Path(job): Path<String>) -> Result<Json<JobOut>, ApiError> {
+pub(crate) async fn delete_executions(
+    State(s): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Json<JobOut>, ApiError> {
     Ok(Json(job_to_wire(s.node.delete_executions(&job).await?)))
 }
 
@@ -235,40 +313,70 @@ pub(crate) async fn get_execution(
     State(s): State<AppState>,
     Path((job, execution)): Path<(String, String)>,
 ) -> Result<Json<ExecutionOut>, ApiError> {
-    Ok(Json(execution_to_wire(s.node.execution(&job, &execution).await?, None, false)))
+    Ok(Json(execution_to_wire(
+        s.node.execution(&job, &execution).await?,
+        None,
+        false,
+    )))
 }
 
 pub(crate) async fn busy(State(s): State<AppState>) -> Response {
-    let running: Vec<ExecutionOut> = s.node.busy().into_iter().map(|e| execution_to_wire(e, None, false)).collect();
+    let running: Vec<ExecutionOut> = s
+        .node
+        .busy()
+        .into_iter()
+        .map(|e| execution_to_wire(e, None, false))
+        .collect();
     (total_count(running.len()), Json(running)).into_response()
 }
 
 pub(crate) async fn get_pause(State(s): State<AppState>) -> Json<PauseOut> {
-    Json(PauseOut { paused: s.node.is_paused() })
+    Json(PauseOut {
+        paused: s.node.is_paused(),
+    })
 }
 
 pub(crate) async fn pause(State(s): State<AppState>) -> Result<Json<PauseOut>, ApiError> {
-    Ok(Json(PauseOut { paused: s.node.set_paused(true).await? }))
+    Ok(Json(PauseOut {
+        paused: s.node.set_paused(true).await?,
+    }))
 }
 
 pub(crate) async fn unpause(State(s): State<AppState>) -> Result<Json<PauseOut>, ApiError> {
-    Ok(Json(PauseOut { paused: s.node.set_paused(false).await? }))
+    Ok(Json(PauseOut {
+        paused: s.node.set_paused(false).await?,
+    }))
 }
 
 /// `POST /v1/restore`: multipart field `file` holding a JSON array of jobs.
-pub(crate) async fn restore(State(s): State<AppState>, multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Result<Response, ApiError> {
-    let mut multipart = multipart.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+pub(crate) async fn restore(
+    State(s): State<AppState>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut multipart =
+        multipart.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let mut file = None;
     loop {
-        let field = multipart.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         let Some(field) = field else { break };
         if field.name() == Some("file") {
-            file = Some(field.bytes().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?);
+            file = Some(
+                field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::new(e.status(), e.body_text()))?,
+            );
             break;
         }
     }
     let Some(file) = file else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "http: no such file: the multipart field \"file\" is missing"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "http: no such file: the multipart field \"file\" is missing",
+        ));
     };
     let backup: Vec<JobOut> = match serde_json::from_slice(&file) {
         Ok(list) => list,
@@ -285,7 +393,8 @@ async fn restore_jobs(s: &AppState, list: Vec<JobIn>) -> Result<Response, ApiErr
     let mut jobs = Vec::with_capacity(list.len());
     for input in list {
         let (job, concurrency) = job_from_wire(input).map_err(ApiError::unparsable)?;
-        job.validate_with_concurrency(&concurrency).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        job.validate_with_concurrency(&concurrency)
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
         jobs.push(job);
     }
     let results = s.node.restore(jobs).await;
@@ -294,9 +403,15 @@ async fn restore_jobs(s: &AppState, list: Vec<JobIn>) -> Result<Response, ApiErr
 }
 
 pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
 }

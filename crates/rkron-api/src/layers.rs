@@ -12,15 +12,23 @@ const PRETTY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// CORS for every origin, method and header, exposing `X-Total-Count` (Dkron's UI needs it).
 pub(crate) fn cors() -> CorsLayer {
-    CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any).expose_headers(Any)
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers(Any)
 }
 
 /// Adds `X-Whom: <node>` and re-indents JSON answers when the query has `pretty`.
-pub(crate) async fn whom_and_pretty(State(node): State<String>, request: Request, next: Next) -> Response {
-    let pretty = request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "pretty" || kv.starts_with("pretty=")));
+pub(crate) async fn whom_and_pretty(
+    State(node): State<String>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let pretty = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "pretty" || kv.starts_with("pretty="))
+    });
     let mut response = next.run(request).await;
     if let Ok(v) = HeaderValue::from_str(&node) {
         response.headers_mut().insert("X-Whom", v);

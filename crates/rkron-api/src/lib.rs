@@ -24,7 +24,10 @@ pub struct ApiOptions {
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        Self { max_body: 1024 * 1024, restore_max_body: 64 * 1024 * 1024 }
+        Self {
+            max_body: 1024 * 1024,
+            restore_max_body: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -47,17 +50,35 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         .route("/v1/members", get(h::members))
         .route("/v1/leader", get(h::leader))
         .route("/v1/isleader", get(h::is_leader))
-        .route("/v1/jobs", get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job))
-        .route("/v1/jobs/", get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job))
+        .route(
+            "/v1/jobs",
+            get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job),
+        )
+        .route(
+            "/v1/jobs/",
+            get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job),
+        )
         .route(
             "/v1/jobs/{job}",
-            get(h::get_job).put(h::upsert_job_put).delete(h::delete_job).post(h::run_job),
+            get(h::get_job)
+                .put(h::upsert_job_put)
+                .delete(h::delete_job)
+                .post(h::run_job),
         )
         .route("/v1/jobs/{job}/run", post(h::run_job))
         .route("/v1/jobs/{job}/toggle", post(h::toggle_job))
-        .route("/v1/jobs/{job}/executions", get(h::list_executions).delete(h::delete_executions))
-        .route("/v1/jobs/{job}/executions/", get(h::list_executions).delete(h::delete_executions))
-        .route("/v1/jobs/{job}/executions/{execution}", get(h::get_execution))
+        .route(
+            "/v1/jobs/{job}/executions",
+            get(h::list_executions).delete(h::delete_executions),
+        )
+        .route(
+            "/v1/jobs/{job}/executions/",
+            get(h::list_executions).delete(h::delete_executions),
+        )
+        .route(
+            "/v1/jobs/{job}/executions/{execution}",
+            get(h::get_execution),
+        )
         .route("/v1/executions/{job}", get(h::list_executions))
         .route("/v1/busy", get(h::busy))
         .route("/v1/pause", get(h::get_pause).post(h::pause))
@@ -66,7 +87,13 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         .merge(restore)
         .fallback(h::not_found)
         .method_not_allowed_fallback(h::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(node.node_name().to_owned(), layers::whom_and_pretty))
+        .layer(axum::middleware::from_fn_with_state(
+            node.node_name().to_owned(),
+            layers::whom_and_pretty,
+        ))
         .layer(layers::cors());
-    Router::new().route("/health", get(h::health)).merge(v1).with_state(state)
+    Router::new()
+        .route("/health", get(h::health))
+        .merge(v1)
+        .with_state(state)
 }

@@ -36,7 +36,10 @@ pub struct Client {
 impl Client {
     /// Creates a client for `base` such as `http://127.0.0.1:8080`.
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The underlying HTTP client, for raw requests.
@@ -55,23 +58,46 @@ impl Client {
             return Ok(response.json().await?);
         }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorOut>(&text).map(|e| e.error).unwrap_or(text);
+        let message = serde_json::from_str::<ErrorOut>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
         Err(ClientError::Status { status, message })
     }
 
     /// `POST /v1/jobs`: creates or replaces a job.
     pub async fn upsert_job(&self, job: &JobIn) -> Result<JobOut, ClientError> {
-        Self::read(self.http.post(self.url("/v1/jobs")).json(job).send().await?).await
+        Self::read(
+            self.http
+                .post(self.url("/v1/jobs"))
+                .json(job)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `GET /v1/jobs/{name}`.
     pub async fn get_job(&self, name: &str) -> Result<JobOut, ClientError> {
-        Self::read(self.http.get(self.url(&format!("/v1/jobs/{name}"))).send().await?).await
+        Self::read(
+            self.http
+                .get(self.url(&format!("/v1/jobs/{name}")))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `GET /v1/jobs` with raw query pairs; answers the page and `X-Total-Count`.
-    pub async fn list_jobs(&self, query: &[(&str, &str)]) -> Result<(Vec<JobOut>, usize), ClientError> {
-        let response = self.http.get(self.url("/v1/jobs")).query(query).send().await?;
+    pub async fn list_jobs(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<(Vec<JobOut>, usize), ClientError> {
+        let response = self
+            .http
+            .get(self.url("/v1/jobs"))
+            .query(query)
+            .send()
+            .await?;
         let total = response
             .headers()
             .get("X-Total-Count")
@@ -83,22 +109,46 @@ impl Client {
 
     /// `DELETE /v1/jobs/{name}`.
     pub async fn delete_job(&self, name: &str) -> Result<JobOut, ClientError> {
-        Self::read(self.http.delete(self.url(&format!("/v1/jobs/{name}"))).send().await?).await
+        Self::read(
+            self.http
+                .delete(self.url(&format!("/v1/jobs/{name}")))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `POST /v1/jobs/{name}`: runs a job now.
     pub async fn run_job(&self, name: &str) -> Result<JobOut, ClientError> {
-        Self::read(self.http.post(self.url(&format!("/v1/jobs/{name}"))).send().await?).await
+        Self::read(
+            self.http
+                .post(self.url(&format!("/v1/jobs/{name}")))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `POST /v1/jobs/{name}/toggle`.
     pub async fn toggle_job(&self, name: &str) -> Result<JobOut, ClientError> {
-        Self::read(self.http.post(self.url(&format!("/v1/jobs/{name}/toggle"))).send().await?).await
+        Self::read(
+            self.http
+                .post(self.url(&format!("/v1/jobs/{name}/toggle")))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `GET /v1/jobs/{name}/executions`.
     pub async fn executions(&self, name: &str) -> Result<Vec<ExecutionOut>, ClientError> {
-        Self::read(self.http.get(self.url(&format!("/v1/jobs/{name}/executions"))).send().await?).await
+        Self::read(
+            self.http
+                .get(self.url(&format!("/v1/jobs/{name}/executions")))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// `GET /v1/members`.

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rkron_core::{Clock, Execution, Job};
-use rkron_executor::{ExecuteOutcome, ExecuteRequest, ExecutorRegistry, OutputBuffer, final_output};
+use rkron_executor::{
+    ExecuteOutcome, ExecuteRequest, ExecutorRegistry, OutputBuffer, final_output,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -99,15 +101,21 @@ impl LocalAgent {
     pub async fn drain(&self, grace: Duration) {
         self.accepting.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_ok() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
         let reason = format!(
             "rkron: execution killed: the node shut down and the grace period of {}s ran out",
             grace.as_secs_f64()
         );
-        let ids: Vec<String> =
-            self.running.lock().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        let ids: Vec<String> = self
+            .running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
         for id in ids {
             self.kill_local(&id, &reason);
         }
@@ -153,13 +161,21 @@ impl AgentRunner for LocalAgent {
         let cancel = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
         if let Ok(mut running) = self.running.lock() {
-            running.insert(id.clone(), Running { cancel: cancel.clone(), reason: reason.clone() });
+            running.insert(
+                id.clone(),
+                Running {
+                    cancel: cancel.clone(),
+                    reason: reason.clone(),
+                },
+            );
         }
         let output = OutputBuffer::new();
         let agent = self.clone();
         let job = run.job;
         self.tracker.spawn(async move {
-            let _ = events.send(RunEvent::Started(execution.clone(), output.clone())).await;
+            let _ = events
+                .send(RunEvent::Started(execution.clone(), output.clone()))
+                .await;
             let outcome = match agent.executors.get(&job.executor) {
                 Some(executor) => {
                     let request = ExecuteRequest {
@@ -183,7 +199,11 @@ impl AgentRunner for LocalAgent {
             let killed_reason = reason.lock().ok().and_then(|r| r.clone());
             let mut text = final_output(&outcome, &output);
             if let Some(why) = killed_reason {
-                text.push_str(if text.ends_with('\n') || text.is_empty() { "" } else { "\n" });
+                text.push_str(if text.ends_with('\n') || text.is_empty() {
+                    ""
+                } else {
+                    "\n"
+                });
                 text.push_str(&why);
             }
             execution.finished_at = Some(agent.clock.now());

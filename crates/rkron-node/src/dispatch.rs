@@ -11,22 +11,36 @@ use rkron_core::tags::select_targets;
 use rkron_core::{Concurrency, Execution, Job, JobStatus};
 use tokio::sync::mpsc;
 
-use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
 use crate::agent::AgentRun;
+use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
 
 /// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
 pub(crate) fn fire(inner: &Arc<Inner>, job: Arc<Job>, scheduled_at: Option<DateTime<Utc>>) {
     if inner.shutdown.is_cancelled() {
         return;
     }
-    if scheduled_at.is_some() && job.concurrency == Concurrency::Forbid && has_active(inner, &job.name) {
+    if scheduled_at.is_some()
+        && job.concurrency == Concurrency::Forbid
+        && has_active(inner, &job.name)
+    {
         tracing::info!(job = %job.name, "skipping concurrent execution (concurrency: forbid)");
         return;
     }
     let group = unix_nanos(scheduled_at.unwrap_or_else(|| inner.clock.now()));
     let targets = {
-        let members: Vec<_> = NodeHandle { inner: inner.clone() }.members().iter().map(|m| m.candidate()).collect();
-        select_targets(job.tags.as_ref(), &members, &inner.config.region, &mut rand::rng())
+        let members: Vec<_> = NodeHandle {
+            inner: inner.clone(),
+        }
+        .members()
+        .iter()
+        .map(|m| m.candidate())
+        .collect();
+        select_targets(
+            job.tags.as_ref(),
+            &members,
+            &inner.config.region,
+            &mut rand::rng(),
+        )
     };
     let template = Execution {
         job_name: job.name.clone(),
@@ -53,12 +67,18 @@ pub(crate) fn fire(inner: &Arc<Inner>, job: Arc<Job>, scheduled_at: Option<DateT
         let inner2 = inner.clone();
         let job = job.clone();
         let execution = template.clone();
-        inner.tasks.spawn(async move { run_on(inner2, node, job, execution).await });
+        inner
+            .tasks
+            .spawn(async move { run_on(inner2, node, job, execution).await });
     }
 }
 
 fn has_active(inner: &Inner, job: &str) -> bool {
-    inner.active.lock().map(|a| a.values().any(|r| r.execution.job_name == job)).unwrap_or(false)
+    inner
+        .active
+        .lock()
+        .map(|a| a.values().any(|r| r.execution.job_name == job))
+        .unwrap_or(false)
 }
 
 /// Runs one attempt on one node and records its reports; then retries if the job asks for it.
@@ -67,7 +87,10 @@ async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execu
     loop {
         let finished = run_once(&inner, &node, &job, attempt.clone()).await;
         let Some(done) = finished else { return };
-        if done.success || done.attempt >= job.retries.saturating_add(1) || inner.shutdown.is_cancelled() {
+        if done.success
+            || done.attempt >= job.retries.saturating_add(1)
+            || inner.shutdown.is_cancelled()
+        {
             return;
         }
         // Dkron's backoff: floor(log2(elapsed / 500ms) + attempt) × 500ms, never negative.
@@ -83,9 +106,17 @@ async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execu
 }
 
 /// Sends one run and records its events; answers the finished execution.
-async fn run_once(inner: &Arc<Inner>, node: &str, job: &Arc<Job>, execution: Execution) -> Option<Execution> {
+async fn run_once(
+    inner: &Arc<Inner>,
+    node: &str,
+    job: &Arc<Job>,
+    execution: Execution,
+) -> Option<Execution> {
     let (tx, mut rx) = mpsc::channel(4);
-    let request = AgentRun { job: (**job).clone(), execution: execution.clone() };
+    let request = AgentRun {
+        job: (**job).clone(),
+        execution: execution.clone(),
+    };
     if let Err(e) = inner.runner.run(node, request, tx).await {
         let mut failed = execution;
         failed.node_name = node.to_owned();
@@ -100,9 +131,19 @@ async fn run_once(inner: &Arc<Inner>, node: &str, job: &Arc<Job>, execution: Exe
             RunEvent::Started(e, output) => {
                 let id = e.id();
                 if let Ok(mut active) = inner.active.lock() {
-                    active.insert(id, ActiveRun { execution: e.clone(), output });
+                    active.insert(
+                        id,
+                        ActiveRun {
+                            execution: e.clone(),
+                            output,
+                        },
+                    );
                 }
-                if let Err(err) = inner.store.put_execution(&e, inner.config.execution_retention).await {
+                if let Err(err) = inner
+                    .store
+                    .put_execution(&e, inner.config.execution_retention)
+                    .await
+                {
                     tracing::error!(job = %e.job_name, error = %err, "could not store a started execution");
                 }
             }
@@ -120,7 +161,11 @@ async fn run_once(inner: &Arc<Inner>, node: &str, job: &Arc<Job>, execution: Exe
 
 /// Stores a finished execution, then follows up: children on a successful group, ephemeral deletion.
 async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
-    let stored = match inner.store.finish_execution(&execution, inner.config.execution_retention).await {
+    let stored = match inner
+        .store
+        .finish_execution(&execution, inner.config.execution_retention)
+        .await
+    {
         Ok(Some(job)) => job,
         Ok(None) => {
             tracing::warn!(job = %execution.job_name, "execution finished for a deleted job");
@@ -135,19 +180,25 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
     if !final_attempt || stored.status != JobStatus::Success {
         return;
     }
-    let handle = NodeHandle { inner: inner.clone() };
+    let handle = NodeHandle {
+        inner: inner.clone(),
+    };
     for child in stored.dependent_jobs.iter().flatten() {
         match inner.store.get_job(child).await {
             Ok(Some(c)) if !c.value.disabled => fire(inner, Arc::new(c.value), None),
             Ok(Some(_)) => tracing::info!(job = %child, "dependent job is disabled; not run"),
-            Ok(None) => tracing::error!(parent = %stored.name, job = %child, "dependent job not found"),
+            Ok(None) => {
+                tracing::error!(parent = %stored.name, job = %child, "dependent job not found")
+            }
             Err(e) => tracing::error!(job = %child, error = %e, "could not load dependent job"),
         }
     }
     if stored.ephemeral {
         match handle.delete_job(&stored.name).await {
             Ok(_) | Err(NodeError::JobNotFound) => {}
-            Err(e) => tracing::error!(job = %stored.name, error = %e, "could not delete ephemeral job"),
+            Err(e) => {
+                tracing::error!(job = %stored.name, error = %e, "could not delete ephemeral job")
+            }
         }
     }
 }

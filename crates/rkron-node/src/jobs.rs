@@ -65,13 +65,22 @@ pub struct JobQuery {
 
 impl JobQuery {
     fn filters(&self) -> bool {
-        !self.metadata.is_empty() || self.q.is_some() || self.status.is_some() || self.disabled.is_some()
+        !self.metadata.is_empty()
+            || self.q.is_some()
+            || self.status.is_some()
+            || self.disabled.is_some()
     }
 
     fn matches(&self, job: &Job) -> bool {
         let metadata_ok = self.metadata.is_empty()
-            || job.metadata.as_ref().is_some_and(|m| self.metadata.iter().all(|(k, v)| m.get(k) == Some(v)));
-        let q_ok = self.q.as_ref().is_none_or(|q| job.name.contains(q.as_str()) || job.displayname.contains(q.as_str()));
+            || job
+                .metadata
+                .as_ref()
+                .is_some_and(|m| self.metadata.iter().all(|(k, v)| m.get(k) == Some(v)));
+        let q_ok = self
+            .q
+            .as_ref()
+            .is_none_or(|q| job.name.contains(q.as_str()) || job.displayname.contains(q.as_str()));
         let status_ok = self.status.is_none_or(|s| job.status == s);
         let disabled_ok = self.disabled.is_none_or(|d| job.disabled == d);
         metadata_ok && q_ok && status_ok && disabled_ok
@@ -112,12 +121,16 @@ impl NodeHandle {
         let store = &self.inner.store;
         for _ in 0..CAS_ATTEMPTS {
             let stored = store.get_job(&submitted.name).await?;
-            let previous_parent = stored.as_ref().map(|s| s.value.parent_job.clone()).unwrap_or_default();
-            let old_parent = if !previous_parent.is_empty() && previous_parent != submitted.parent_job {
-                store.get_job(&previous_parent).await?
-            } else {
-                None
-            };
+            let previous_parent = stored
+                .as_ref()
+                .map(|s| s.value.parent_job.clone())
+                .unwrap_or_default();
+            let old_parent =
+                if !previous_parent.is_empty() && previous_parent != submitted.parent_job {
+                    store.get_job(&previous_parent).await?
+                } else {
+                    None
+                };
             let new_parent = if submitted.parent_job.is_empty() {
                 None
             } else {
@@ -127,7 +140,11 @@ impl NodeHandle {
                 Some(p) => self.ancestors(&p.value).await?,
                 None => Vec::new(),
             };
-            let UpsertPlan { job, old_parent: old_p, new_parent: new_p } = plan_upsert(
+            let UpsertPlan {
+                job,
+                old_parent: old_p,
+                new_parent: new_p,
+            } = plan_upsert(
                 submitted.clone(),
                 stored.as_ref().map(|s| &s.value),
                 old_parent.as_ref().map(|p| &p.value),
@@ -135,12 +152,21 @@ impl NodeHandle {
                 &ancestors,
                 self.now(),
             )?;
-            let mut ops = vec![JobOp::Put { job: job.clone(), expect: version_of(stored.as_ref()) }];
+            let mut ops = vec![JobOp::Put {
+                job: job.clone(),
+                expect: version_of(stored.as_ref()),
+            }];
             if let Some(p) = old_p {
-                ops.push(JobOp::Put { job: p, expect: version_of(old_parent.as_ref()) });
+                ops.push(JobOp::Put {
+                    job: p,
+                    expect: version_of(old_parent.as_ref()),
+                });
             }
             if let Some(p) = new_p {
-                ops.push(JobOp::Put { job: p, expect: version_of(new_parent.as_ref()) });
+                ops.push(JobOp::Put {
+                    job: p,
+                    expect: version_of(new_parent.as_ref()),
+                });
             }
             match store.commit_jobs(ops).await {
                 Ok(()) => {
@@ -185,7 +211,11 @@ impl NodeHandle {
             let total = store.jobs_page(0, 0).await?.total;
             let end = query.end.unwrap_or(total).min(total);
             let start = query.start.min(end);
-            let (from, to) = if query.descending { (total - end, total - start) } else { (start, end) };
+            let (from, to) = if query.descending {
+                (total - end, total - start)
+            } else {
+                (start, end)
+            };
             let mut page = store.jobs_page(from, to).await?;
             if query.descending {
                 page.jobs.reverse();
@@ -214,16 +244,29 @@ impl NodeHandle {
     pub async fn delete_job(&self, name: &str) -> Result<Job, NodeError> {
         let store = &self.inner.store;
         for _ in 0..CAS_ATTEMPTS {
-            let Some(stored) = store.get_job(name).await? else { return Err(NodeError::JobNotFound) };
-            if stored.value.dependent_jobs.as_ref().is_some_and(|d| !d.is_empty()) {
+            let Some(stored) = store.get_job(name).await? else {
+                return Err(NodeError::JobNotFound);
+            };
+            if stored
+                .value
+                .dependent_jobs
+                .as_ref()
+                .is_some_and(|d| !d.is_empty())
+            {
                 return Err(NodeError::HasDependents);
             }
-            let mut ops = vec![JobOp::Delete { name: name.to_owned(), expect: Expect::Version(stored.version) }];
+            let mut ops = vec![JobOp::Delete {
+                name: name.to_owned(),
+                expect: Expect::Version(stored.version),
+            }];
             if stored.value.is_child() {
                 if let Some(parent) = store.get_job(&stored.value.parent_job).await? {
                     let mut updated = parent.value.clone();
                     remove_dependent(&mut updated, name);
-                    ops.push(JobOp::Put { job: updated, expect: Expect::Version(parent.version) });
+                    ops.push(JobOp::Put {
+                        job: updated,
+                        expect: Expect::Version(parent.version),
+                    });
                 }
             }
             match store.commit_jobs(ops).await {
@@ -240,7 +283,8 @@ impl NodeHandle {
 
     /// Flips `disabled` and returns the job.
     pub async fn toggle_job(&self, name: &str) -> Result<Job, NodeError> {
-        self.update_job(name, |job| job.disabled = !job.disabled).await
+        self.update_job(name, |job| job.disabled = !job.disabled)
+            .await
     }
 
     /// Deletes every execution of a job and resets its counters.
@@ -258,14 +302,23 @@ impl NodeHandle {
     }
 
     /// Applies `change` to a stored job with compare-and-swap, and tells the scheduler.
-    pub(crate) async fn update_job(&self, name: &str, change: impl Fn(&mut Job)) -> Result<Job, NodeError> {
+    pub(crate) async fn update_job(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Job),
+    ) -> Result<Job, NodeError> {
         let store = &self.inner.store;
         for _ in 0..CAS_ATTEMPTS {
-            let Some(stored) = store.get_job(name).await? else { return Err(NodeError::JobNotFound) };
+            let Some(stored) = store.get_job(name).await? else {
+                return Err(NodeError::JobNotFound);
+            };
             let mut job = stored.value;
             change(&mut job);
             job.next = job.compute_next(self.now());
-            let op = JobOp::Put { job: job.clone(), expect: Expect::Version(stored.version) };
+            let op = JobOp::Put {
+                job: job.clone(),
+                expect: Expect::Version(stored.version),
+            };
             match store.commit_jobs(vec![op]).await {
                 Ok(()) => {
                     self.notify(Msg::Upsert(job.clone()));
@@ -279,7 +332,11 @@ impl NodeHandle {
     }
 
     /// Lists a job's executions (ascending by start); `with_output` loads outputs.
-    pub async fn executions(&self, job: &str, with_output: bool) -> Result<Vec<Execution>, NodeError> {
+    pub async fn executions(
+        &self,
+        job: &str,
+        with_output: bool,
+    ) -> Result<Vec<Execution>, NodeError> {
         self.get_job(job).await?;
         Ok(self.inner.store.list_executions(job, with_output).await?)
     }
@@ -287,7 +344,11 @@ impl NodeHandle {
     /// Reads one execution with its full output.
     pub async fn execution(&self, job: &str, id: &str) -> Result<Execution, NodeError> {
         self.get_job(job).await?;
-        self.inner.store.get_execution(job, id).await?.ok_or(NodeError::ExecutionNotFound)
+        self.inner
+            .store
+            .get_execution(job, id)
+            .await?
+            .ok_or(NodeError::ExecutionNotFound)
     }
 
     /// Restores jobs from a backup (the output of `GET /v1/jobs`): parents before children.
@@ -299,12 +360,15 @@ impl NodeHandle {
         // Repeatedly take the jobs whose parent is absent from the pending set.
         while !pending.is_empty() {
             let names: Vec<String> = pending.iter().map(|j| j.name.clone()).collect();
-            let (ready, rest): (Vec<Job>, Vec<Job>) = pending
-                .into_iter()
-                .partition(|j| !j.is_child() || !names.contains(&j.parent_job) || done.contains(&j.parent_job));
+            let (ready, rest): (Vec<Job>, Vec<Job>) = pending.into_iter().partition(|j| {
+                !j.is_child() || !names.contains(&j.parent_job) || done.contains(&j.parent_job)
+            });
             if ready.is_empty() {
                 for j in rest {
-                    results.push(format!("fail create {}: dependency cycle in the backup", j.name));
+                    results.push(format!(
+                        "fail create {}: dependency cycle in the backup",
+                        j.name
+                    ));
                 }
                 break;
             }

@@ -133,7 +133,10 @@ impl Node {
             tags,
             status: MemberStatus::Alive,
         };
-        let paused = store.get_meta(META_PAUSED).await?.is_some_and(|v| v == "true");
+        let paused = store
+            .get_meta(META_PAUSED)
+            .await?
+            .is_some_and(|v| v == "true");
         let agent = LocalAgent::new(config.node_name.clone(), executors, clock.clone());
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -149,7 +152,9 @@ impl Node {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
-        let handle = NodeHandle { inner: inner.clone() };
+        let handle = NodeHandle {
+            inner: inner.clone(),
+        };
         handle.recover_interrupted().await?;
         let jobs = inner.store.list_jobs().await?;
         let scheduler = scheduler::Scheduler::new(inner.clone(), jobs);
@@ -193,7 +198,10 @@ impl NodeHandle {
 
     /// The current leader, if any.
     pub fn leader(&self) -> Option<Member> {
-        self.inner.config.server.then(|| self.inner.self_member.clone())
+        self.inner
+            .config
+            .server
+            .then(|| self.inner.self_member.clone())
     }
 
     /// Whether this node leads.
@@ -208,15 +216,24 @@ impl NodeHandle {
 
     /// Pauses or resumes job submissions; persisted in the store.
     pub async fn set_paused(&self, paused: bool) -> Result<bool, NodeError> {
-        self.inner.store.put_meta(META_PAUSED, if paused { "true" } else { "false" }).await?;
-        self.inner.paused.store(paused, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .store
+            .put_meta(META_PAUSED, if paused { "true" } else { "false" })
+            .await?;
+        self.inner
+            .paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
         Ok(paused)
     }
 
     /// Executions running now (on the nodes this leader dispatched to), oldest first, each with
     /// the output accumulated so far.
     pub fn busy(&self) -> Vec<Execution> {
-        let active = self.inner.active.lock().map(|a| a.values().cloned().collect::<Vec<_>>());
+        let active = self
+            .inner
+            .active
+            .lock()
+            .map(|a| a.values().cloned().collect::<Vec<_>>());
         let mut list: Vec<Execution> = active
             .unwrap_or_default()
             .into_iter()
@@ -235,7 +252,10 @@ impl NodeHandle {
     pub async fn shutdown(&self) {
         tracing::info!("shutting down: scheduler stops, running executions drain");
         self.inner.shutdown.cancel();
-        self.inner.agent.drain(self.inner.config.shutdown_grace_period).await;
+        self.inner
+            .agent
+            .drain(self.inner.config.shutdown_grace_period)
+            .await;
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         tracing::info!("shutdown complete");
@@ -245,11 +265,17 @@ impl NodeHandle {
     /// kill -9) as failed, so that `forbid` is never blocked by a stale record.
     async fn recover_interrupted(&self) -> Result<(), NodeError> {
         let stale = self.inner.store.running_executions().await?;
-        for mut e in stale.into_iter().filter(|e| e.node_name == self.inner.config.node_name) {
+        for mut e in stale
+            .into_iter()
+            .filter(|e| e.node_name == self.inner.config.node_name)
+        {
             e.finished_at = Some(self.now());
             e.success = false;
             e.output.push_str("\nrkron: the node stopped while this execution was running; it was recorded as failed on restart");
-            self.inner.store.finish_execution(&e, self.inner.config.execution_retention).await?;
+            self.inner
+                .store
+                .finish_execution(&e, self.inner.config.execution_retention)
+                .await?;
         }
         Ok(())
     }

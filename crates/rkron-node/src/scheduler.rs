@@ -32,7 +32,10 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     /// Builds the index from every stored job.
     pub(crate) fn new(inner: Arc<Inner>, jobs: Vec<Job>) -> Self {
-        let mut scheduler = Self { inner, index: ScheduleIndex::new() };
+        let mut scheduler = Self {
+            inner,
+            index: ScheduleIndex::new(),
+        };
         for job in jobs {
             scheduler.apply(Msg::Upsert(job));
         }
@@ -66,7 +69,11 @@ impl Scheduler {
     }
 
     /// Runs until `cancel` fires.
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, cancel: CancellationToken) {
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let now = self.inner.clock.now();
             for due in self.index.pop_due(now) {
@@ -81,7 +88,9 @@ impl Scheduler {
                 crate::dispatch::fire(&self.inner, job, Some(due.scheduled_at));
             }
             let sleep = match self.index.peek_deadline() {
-                Some(deadline) => (deadline - self.inner.clock.now()).to_std().unwrap_or_default(),
+                Some(deadline) => (deadline - self.inner.clock.now())
+                    .to_std()
+                    .unwrap_or_default(),
                 None => IDLE_SLEEP,
             };
             tokio::select! {

@@ -2,5 +2,9 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub, dead_code)]
 
+mod api;
+mod bad_input;
+mod executions;
 mod getting_started;
+mod lifecycle;
 mod support;
