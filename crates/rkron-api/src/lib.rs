@@ -40,7 +40,8 @@ pub(crate) struct AppState {
 /// Builds the API router for a node.
 pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
     use handlers as h;
-    let state = AppState { node: node.clone() };
+    let whom = node.node_name().to_owned();
+    let state = AppState { node };
     let restore = Router::new()
         .route("/v1/restore", post(h::restore))
         .layer(DefaultBodyLimit::max(options.restore_max_body));
@@ -88,7 +89,7 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         .fallback(h::not_found)
         .method_not_allowed_fallback(h::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            node.node_name().to_owned(),
+            whom,
             layers::whom_and_pretty,
         ))
         .layer(layers::cors());

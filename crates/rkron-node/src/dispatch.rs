@@ -188,7 +188,7 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
             Ok(Some(c)) if !c.value.disabled => fire(inner, Arc::new(c.value), None),
             Ok(Some(_)) => tracing::info!(job = %child, "dependent job is disabled; not run"),
             Ok(None) => {
-                tracing::error!(parent = %stored.name, job = %child, "dependent job not found")
+                tracing::error!(parent = %stored.name, job = %child, "dependent job not found");
             }
             Err(e) => tracing::error!(job = %child, error = %e, "could not load dependent job"),
         }
@@ -197,7 +197,7 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
         match handle.delete_job(&stored.name).await {
             Ok(_) | Err(NodeError::JobNotFound) => {}
             Err(e) => {
-                tracing::error!(job = %stored.name, error = %e, "could not delete ephemeral job")
+                tracing::error!(job = %stored.name, error = %e, "could not delete ephemeral job");
             }
         }
     }

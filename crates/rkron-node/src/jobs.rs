@@ -170,7 +170,7 @@ impl NodeHandle {
             }
             match store.commit_jobs(ops).await {
                 Ok(()) => {
-                    self.notify(Msg::Upsert(job.clone()));
+                    self.notify(Msg::Upsert(Box::new(job.clone())));
                     return Ok(job);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -259,15 +259,18 @@ impl NodeHandle {
                 name: name.to_owned(),
                 expect: Expect::Version(stored.version),
             }];
-            if stored.value.is_child() {
-                if let Some(parent) = store.get_job(&stored.value.parent_job).await? {
-                    let mut updated = parent.value.clone();
-                    remove_dependent(&mut updated, name);
-                    ops.push(JobOp::Put {
-                        job: updated,
-                        expect: Expect::Version(parent.version),
-                    });
-                }
+            let parent = if stored.value.is_child() {
+                store.get_job(&stored.value.parent_job).await?
+            } else {
+                None
+            };
+            if let Some(parent) = parent {
+                let mut updated = parent.value.clone();
+                remove_dependent(&mut updated, name);
+                ops.push(JobOp::Put {
+                    job: updated,
+                    expect: Expect::Version(parent.version),
+                });
             }
             match store.commit_jobs(ops).await {
                 Ok(()) => {
@@ -321,7 +324,7 @@ impl NodeHandle {
             };
             match store.commit_jobs(vec![op]).await {
                 Ok(()) => {
-                    self.notify(Msg::Upsert(job.clone()));
+                    self.notify(Msg::Upsert(Box::new(job.clone())));
                     return Ok(job);
                 }
                 Err(StoreError::Conflict(_)) => continue,

@@ -18,7 +18,7 @@ const IDLE_SLEEP: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Job changes the scheduler hears about.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Upsert(Job),
+    Upsert(Box<Job>),
     Remove(String),
 }
 
@@ -37,7 +37,7 @@ impl Scheduler {
             index: ScheduleIndex::new(),
         };
         for job in jobs {
-            scheduler.apply(Msg::Upsert(job));
+            scheduler.apply(Msg::Upsert(Box::new(job)));
         }
         tracing::info!(jobs = scheduler.index.len(), "scheduler started");
         scheduler
@@ -49,6 +49,7 @@ impl Scheduler {
                 self.index.remove(&name);
             }
             Msg::Upsert(job) => {
+                let job = *job;
                 if job.disabled || job.is_child() {
                     self.index.remove(&job.name);
                     return;

@@ -37,6 +37,7 @@ pub enum Expect {
 
 /// One write of a [`Store::commit_jobs`] transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a transaction holds a handful of ops, briefly
 pub enum JobOp {
     /// Creates or replaces a job.
     Put { job: Job, expect: Expect },
@@ -91,8 +92,11 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Inserts or replaces an execution (same job, `started_at` and node replace), then deletes
     /// the job's oldest executions (by `started_at`) beyond `retention`.
-    async fn put_execution(&self, execution: &Execution, retention: usize)
-    -> Result<(), StoreError>;
+    async fn put_execution(
+        &self,
+        execution: &Execution,
+        retention: usize,
+    ) -> Result<(), StoreError>;
 
     /// Stores a finished execution like [`Store::put_execution`] and, in the same atomic write,
     /// updates the job: `success_count`/`error_count` +1, `last_success`/`last_error` =
@@ -107,8 +111,11 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Lists a job's executions ordered by `started_at` ascending (then node); outputs are
     /// loaded only when `with_output` (otherwise `output` is empty).
-    async fn list_executions(&self, job: &str, with_output: bool)
-    -> Result<Vec<Execution>, StoreError>;
+    async fn list_executions(
+        &self,
+        job: &str,
+        with_output: bool,
+    ) -> Result<Vec<Execution>, StoreError>;
 
     /// Reads one execution by its id (`<started nanos>-<node>`), with its full output.
     async fn get_execution(&self, job: &str, id: &str) -> Result<Option<Execution>, StoreError>;
