@@ -37,10 +37,17 @@ async fn acknowledged_jobs_survive_kill_9_mid_flight() {
                 if i >= 1000 {
                     return;
                 }
-                let Ok(resp) = http.post(&url).json(&job_body(i)).send().await else { return };
+                let Ok(resp) = http.post(&url).json(&job_body(i)).send().await else {
+                    return;
+                };
                 if resp.status() == 201 {
-                    let Ok(body) = resp.json::<Value>().await else { return };
-                    acked.lock().await.insert(body["name"].as_str().unwrap().to_owned(), body);
+                    let Ok(body) = resp.json::<Value>().await else {
+                        return;
+                    };
+                    acked
+                        .lock()
+                        .await
+                        .insert(body["name"].as_str().unwrap().to_owned(), body);
                 }
             }
         }));
@@ -61,19 +68,42 @@ async fn acknowledged_jobs_survive_kill_9_mid_flight() {
         let _ = w.await;
     }
     let acked = acked.lock().await.clone();
-    assert!(acked.len() >= 300 && acked.len() < 1000, "killed mid-flight: {} acked", acked.len());
+    assert!(
+        acked.len() >= 300 && acked.len() < 1000,
+        "killed mid-flight: {} acked",
+        acked.len()
+    );
 
     server.restart().await;
     for (name, before) in &acked {
-        let resp = http.get(server.url(&format!("/v1/jobs/{name}"))).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "acknowledged job {name} lost after kill -9");
+        let resp = http
+            .get(server.url(&format!("/v1/jobs/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "acknowledged job {name} lost after kill -9"
+        );
         let after: Value = resp.json().await.unwrap();
-        for key in ["name", "schedule", "owner", "executor", "executor_config", "metadata"] {
+        for key in [
+            "name",
+            "schedule",
+            "owner",
+            "executor",
+            "executor_config",
+            "metadata",
+        ] {
             assert_eq!(after[key], before[key], "job {name} changed in {key}");
         }
     }
     let (_, total) = server.client.list_jobs(&[]).await.unwrap();
-    assert!(total >= acked.len(), "listing lost jobs: {total} < {}", acked.len());
+    assert!(
+        total >= acked.len(),
+        "listing lost jobs: {total} < {}",
+        acked.len()
+    );
 }
 
 /// A second process on the same data dir refuses to start and says why.
@@ -81,20 +111,39 @@ async fn acknowledged_jobs_survive_kill_9_mid_flight() {
 async fn second_process_on_same_data_dir_is_refused() {
     let server = Server::start(&[]).await;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rkron"))
-        .args(["agent", "--server", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "agent",
+            "--server",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&server.data_dir)
         .output()
         .unwrap();
-    assert!(!output.status.success(), "second server started on a locked data dir");
+    assert!(
+        !output.status.success(),
+        "second server started on a locked data dir"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use"), "unclear refusal: {stderr}");
-    assert!(server.client.healthy().await, "the first server must keep running");
+    assert!(
+        server.client.healthy().await,
+        "the first server must keep running"
+    );
 }
 
 async fn create_and_run(server: &Server, name: &str, command: &str) {
     let job = json!({"name": name, "schedule": "@manually", "executor": "shell",
         "executor_config": {"command": command, "shell": "true"}});
-    let resp = server.client.http().post(server.url("/v1/jobs")).json(&job).send().await.unwrap();
+    let resp = server
+        .client
+        .http()
+        .post(server.url("/v1/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 201);
     server.client.run_job(name).await.unwrap();
     let client = server.client.clone();
@@ -114,7 +163,11 @@ async fn sigterm_lets_running_executions_finish_within_grace() {
     let mut server = Server::start(&["--shutdown-grace-period", "10s"]).await;
     create_and_run(&server, "short", "sleep 1; echo finished").await;
     let status = server.terminate();
-    assert!(status.success(), "graceful stop exits 0: {status:?}\n{}", server.log_text());
+    assert!(
+        status.success(),
+        "graceful stop exits 0: {status:?}\n{}",
+        server.log_text()
+    );
     server.restart().await;
     let executions = server.client.executions("short").await.unwrap();
     assert_eq!(executions.len(), 1);
@@ -130,7 +183,11 @@ async fn sigterm_kills_executions_past_grace_and_records_them_failed() {
     let began = tokio::time::Instant::now();
     let status = server.terminate();
     assert!(status.success(), "{status:?}\n{}", server.log_text());
-    assert!(began.elapsed() < Duration::from_secs(8), "shutdown took {:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        began.elapsed()
+    );
     server.restart().await;
     let executions = server.client.executions("long").await.unwrap();
     assert_eq!(executions.len(), 1);
@@ -138,7 +195,11 @@ async fn sigterm_kills_executions_past_grace_and_records_them_failed() {
     assert!(!e.success);
     assert_ne!(e.finished_at, rkron_api_types::ZERO_TIME);
     assert!(e.output.contains("started"), "{}", e.output);
-    assert!(e.output.contains("grace period"), "no clear message: {}", e.output);
+    assert!(
+        e.output.contains("grace period"),
+        "no clear message: {}",
+        e.output
+    );
 }
 
 /// An execution interrupted by kill -9 is recorded as failed on restart, never left running.
@@ -152,6 +213,12 @@ async fn execution_interrupted_by_kill_9_is_failed_on_restart() {
     assert_eq!(executions.len(), 1);
     assert!(!executions[0].success);
     assert_ne!(executions[0].finished_at, rkron_api_types::ZERO_TIME);
-    assert!(executions[0].output.contains("recorded as failed on restart"), "{}", executions[0].output);
+    assert!(
+        executions[0]
+            .output
+            .contains("recorded as failed on restart"),
+        "{}",
+        executions[0].output
+    );
     assert!(server.client.busy().await.unwrap().is_empty());
 }

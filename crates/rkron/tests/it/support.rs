@@ -149,3 +149,129 @@ impl Drop for Server {
         self.kill9();
     }
 }
+
+// ---- Wire-level helpers of the API tests (api.rs, bad_input.rs, executions.rs) ----
+
+/// One HTTP answer, read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}); status {}: {:?}",
+                self.status, self.text
+            )
+        })
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` string of a JSON error body (panics when the body is not `{"error": "…"}`).
+    pub fn error(&self) -> String {
+        let body = self.json();
+        match body.get("error").and_then(serde_json::Value::as_str) {
+            Some(e) => e.to_owned(),
+            None => panic!(
+                "status {}: body has no \"error\" string: {}",
+                self.status, self.text
+            ),
+        }
+    }
+}
+
+/// Sends a request and reads the whole answer.
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request failed");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("read body");
+    Reply {
+        status,
+        headers,
+        text,
+    }
+}
+
+impl Server {
+    /// `GET path`.
+    pub async fn http_get(&self, path: &str) -> Reply {
+        send(self.client.http().get(self.url(path))).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn http_post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
+        send(self.client.http().post(self.url(path)).json(body)).await
+    }
+
+    /// `POST path` without a body.
+    pub async fn http_post(&self, path: &str) -> Reply {
+        send(self.client.http().post(self.url(path))).await
+    }
+
+    /// `DELETE path`.
+    pub async fn http_delete(&self, path: &str) -> Reply {
+        send(self.client.http().delete(self.url(path))).await
+    }
+
+    /// `POST /v1/jobs` that must answer 201; answers the stored job.
+    pub async fn create_job_ok(&self, job: &serde_json::Value) -> serde_json::Value {
+        let reply = self.http_post_json("/v1/jobs", job).await;
+        assert_eq!(
+            reply.status, 201,
+            "creating {job} answered {}: {}",
+            reply.status, reply.text
+        );
+        reply.json()
+    }
+
+    /// Waits until `job` has at least `n` finished executions; answers the listing (newest first).
+    pub async fn wait_finished_executions(
+        &self,
+        job: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let path = format!("/v1/jobs/{job}/executions");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reply = self.http_get(&path).await;
+            if reply.status == 200 {
+                let list = reply.json().as_array().cloned().unwrap_or_default();
+                let finished = list
+                    .iter()
+                    .filter(|e| e["finished_at"] != "0001-01-01T00:00:00Z")
+                    .count();
+                if finished >= n {
+                    return list;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{job}: fewer than {n} finished executions after {timeout:?}: {}\n{}",
+                reply.text,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A shell job run through `/bin/sh -c`, never scheduled (`@manually`).
+pub fn shell_job(name: &str, command: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "schedule": "@manually",
+        "executor": "shell",
+        "executor_config": {"command": command, "shell": "true"}
+    })
+}
