@@ -127,15 +127,16 @@ fn job_query(pairs: Vec<(String, String)>) -> Result<JobQuery, ApiError> {
         }
         match key.as_str() {
             "q" if !value.is_empty() => q.q = Some(value),
-            "status" if !value.is_empty() => {
-                q.status = Some(JobStatus::parse(&value).ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid status {value:?}: use success, failed, partially_failed or untriggered"),
-                    )
-                })?);
-            }
-            "disabled" if !value.is_empty() => q.disabled = Some(value == "true"),
+            // Like Dkron's exact-match filters, a value no job can have matches nothing.
+            "status" if !value.is_empty() => match JobStatus::parse(&value) {
+                Some(status) => q.status = Some(status),
+                None => q.match_nothing = true,
+            },
+            "disabled" if !value.is_empty() => match value.as_str() {
+                "true" => q.disabled = Some(true),
+                "false" => q.disabled = Some(false),
+                _ => q.match_nothing = true,
+            },
             "_sort" => {
                 q.sort = SortField::parse(&value).ok_or_else(|| {
                     ApiError::new(
@@ -397,7 +398,7 @@ async fn restore_jobs(s: &AppState, list: Vec<JobIn>) -> Result<Response, ApiErr
             .map_err(|e| NodeError::Invalid(e.to_string()))?;
         jobs.push(job);
     }
-    let results = s.node.restore(jobs).await;
+    let results = s.node.restore(jobs).await?;
     let text = serde_json::to_string(&results).unwrap_or_default();
     Ok(Json(text).into_response())
 }

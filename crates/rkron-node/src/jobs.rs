@@ -56,6 +56,8 @@ pub struct JobQuery {
     pub q: Option<String>,
     pub status: Option<JobStatus>,
     pub disabled: Option<bool>,
+    /// A filter value no job can have was given (Dkron's exact-match filters then match nothing).
+    pub match_nothing: bool,
     pub sort: SortField,
     pub descending: bool,
     pub start: usize,
@@ -65,7 +67,8 @@ pub struct JobQuery {
 
 impl JobQuery {
     fn filters(&self) -> bool {
-        !self.metadata.is_empty()
+        self.match_nothing
+            || !self.metadata.is_empty()
             || self.q.is_some()
             || self.status.is_some()
             || self.disabled.is_some()
@@ -83,7 +86,7 @@ impl JobQuery {
             .is_none_or(|q| job.name.contains(q.as_str()) || job.displayname.contains(q.as_str()));
         let status_ok = self.status.is_none_or(|s| job.status == s);
         let disabled_ok = self.disabled.is_none_or(|d| job.disabled == d);
-        metadata_ok && q_ok && status_ok && disabled_ok
+        !self.match_nothing && metadata_ok && q_ok && status_ok && disabled_ok
     }
 }
 
@@ -356,7 +359,41 @@ impl NodeHandle {
 
     /// Restores jobs from a backup (the output of `GET /v1/jobs`): parents before children.
     /// Answers one line per job, `success create <name>` or `fail create <name>: <why>`.
-    pub async fn restore(&self, jobs: Vec<Job>) -> Vec<String> {
+    ///
+    /// Like Dkron, the whole file is checked first: a child whose parent is neither in the file
+    /// nor stored, or a cycle among the file's jobs, rejects the restore before anything is written.
+    pub async fn restore(&self, jobs: Vec<Job>) -> Result<Vec<String>, NodeError> {
+        let names: std::collections::BTreeSet<&str> =
+            jobs.iter().map(|j| j.name.as_str()).collect();
+        for job in jobs.iter().filter(|j| j.is_child()) {
+            if !names.contains(job.parent_job.as_str())
+                && self.inner.store.get_job(&job.parent_job).await?.is_none()
+            {
+                return Err(NodeError::Invalid(format!(
+                    "restore: job {} has parent {}, which is neither in the file nor stored",
+                    job.name, job.parent_job
+                )));
+            }
+        }
+        let parents: BTreeMap<&str, &str> = jobs
+            .iter()
+            .map(|j| (j.name.as_str(), j.parent_job.as_str()))
+            .collect();
+        for job in &jobs {
+            let mut cursor = job.parent_job.as_str();
+            for _ in 0..=jobs.len() {
+                if cursor.is_empty() {
+                    break;
+                }
+                if cursor == job.name {
+                    return Err(NodeError::Invalid(format!(
+                        "restore: dependency cycle through job {}",
+                        job.name
+                    )));
+                }
+                cursor = parents.get(cursor).copied().unwrap_or("");
+            }
+        }
         let mut pending = jobs;
         let mut results = Vec::new();
         let mut done: Vec<String> = Vec::new();
@@ -387,7 +424,7 @@ impl NodeHandle {
             }
             pending = rest;
         }
-        results
+        Ok(results)
     }
 
     pub(crate) fn notify(&self, msg: Msg) {
