@@ -61,7 +61,9 @@ pub fn execution_id(started_at: DateTime<Utc>, node_name: &str) -> String {
 
 /// Splits an execution id into its start nanoseconds and node name.
 pub fn parse_execution_id(id: &str) -> Option<(i64, &str)> {
-    let (nanos, node) = id.split_once('-')?;
+    // The nanoseconds may be negative (before 1970): the separator is the first '-' after them.
+    let split = id.get(1..)?.find('-')? + 1;
+    let (nanos, node) = (&id[..split], &id[split + 1..]);
     Some((nanos.parse().ok()?, node))
 }
 
@@ -125,6 +127,8 @@ mod tests {
             Some((1_734_599_350_000_000_000, "node1"))
         );
         assert_eq!(parse_execution_id("x-node"), None);
+        assert_eq!(parse_execution_id("-5-node-a"), Some((-5, "node-a")));
+        assert_eq!(parse_execution_id("12-node-a"), Some((12, "node-a")));
     }
 
     #[test]

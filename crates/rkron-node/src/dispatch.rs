@@ -98,7 +98,12 @@ async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execu
         let next_attempt = done.attempt + 1;
         let ratio = (elapsed.num_milliseconds().max(1) as f64) / 500.0;
         let steps = (ratio.log2() + f64::from(next_attempt)).floor().max(0.0);
-        tokio::time::sleep(Duration::from_millis((steps * 500.0) as u64)).await;
+        let backoff = tokio::time::sleep(Duration::from_millis((steps * 500.0) as u64));
+        tokio::select! {
+            () = backoff => {}
+            // Shutting down: the failed attempt is recorded; no retry is started.
+            () = inner.shutdown.cancelled() => return,
+        }
         attempt.attempt = next_attempt;
         attempt.started_at = inner.clock.now();
         attempt.output.clear();

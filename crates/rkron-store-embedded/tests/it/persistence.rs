@@ -1,0 +1,99 @@
+//! Persistence: reopening keeps everything, queued writes are committed at shutdown, and
+//! acknowledged writes survive `kill -9`.
+
+use std::time::Duration;
+
+use rkron_store::testsuite::{execution, job};
+use rkron_store::{Expect, JobOp, Store};
+use rkron_store_embedded::EmbeddedStore;
+
+use crate::child::{self, WRITE_UNTIL_KILLED};
+
+#[tokio::test]
+async fn reopening_keeps_jobs_executions_settings_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let ops = ["a", "b"].map(|name| JobOp::Put {
+        job: job(name),
+        expect: Expect::Absent,
+    });
+    store.commit_jobs(ops.into()).await.unwrap();
+    let run = execution("a", 1, "node-1", true);
+    let finished = store.finish_execution(&run, 10).await.unwrap().unwrap();
+    store.put_meta("paused", "true").await.unwrap();
+    let version = store.get_job("a").await.unwrap().unwrap().version;
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let reread = store.get_job("a").await.unwrap().unwrap();
+    assert_eq!((reread.value, reread.version), (finished, version));
+    assert_eq!(store.list_jobs().await.unwrap().len(), 2);
+    assert_eq!(
+        store.get_execution("a", &run.id()).await.unwrap(),
+        Some(run)
+    );
+    assert_eq!(
+        store.get_meta("paused").await.unwrap().as_deref(),
+        Some("true")
+    );
+    // The version counter survives too: a new write gets a newer version.
+    store
+        .commit_jobs(vec![JobOp::Put {
+            job: job("c"),
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    assert!(store.get_job("c").await.unwrap().unwrap().version > version);
+    store.close().await.unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.list_jobs().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn closing_commits_writes_whose_callers_stopped_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    for index in 0..100 {
+        let key = format!("key-{index}");
+        // Polled once: the request is queued, then the caller gives up on the answer.
+        let _ = tokio::time::timeout(Duration::ZERO, store.put_meta(&key, "queued")).await;
+    }
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    for index in 0..100 {
+        let value = store.get_meta(&format!("key-{index}")).await.unwrap();
+        assert_eq!(value.as_deref(), Some("queued"), "key-{index}");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = child::spawn(dir.path(), WRITE_UNTIL_KILLED);
+    let acked = tokio::task::spawn_blocking(move || {
+        let acked = child::acked_names(&mut writer, 2_000);
+        let status = writer.wait().unwrap();
+        (acked, status)
+    });
+    let (acked, status) = acked.await.unwrap();
+    assert!(
+        !status.success(),
+        "the writer must have been killed: {status:?}"
+    );
+    assert!(
+        acked.len() >= 2_000,
+        "the writer acknowledged only {} writes",
+        acked.len()
+    );
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let page = store.jobs_page(0, 0).await.unwrap();
+    for name in &acked {
+        assert!(
+            store.get_job(name).await.unwrap().is_some(),
+            "acknowledged job {name} lost"
+        );
+    }
+    assert!(page.total >= acked.len());
+}
