@@ -1,5 +1,5 @@
 //! Cluster members as the node sees them. On one server the membership is the node itself; the
-//! cluster issue replaces [`Membership`]'s source with gossip.
+//! cluster issue replaces the source of [`NodeHandle::members`](crate::NodeHandle::members) with gossip.
 
 use std::collections::BTreeMap;
 
