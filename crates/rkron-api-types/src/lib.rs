@@ -42,6 +42,21 @@ pub struct JobOut {
     pub ephemeral: bool,
     pub starts_at: Option<String>,
     pub expires_at: Option<String>,
+    /// rkron: delay before the first retry, doubled for each later one (Go duration).
+    #[serde(default)]
+    pub retry_interval: String,
+    /// rkron: how late a missed fire may still run (Go duration; empty = 1h).
+    #[serde(default)]
+    pub starting_deadline: String,
+    /// rkron: when to notify: comma list of always, success, failure, recovery.
+    #[serde(default)]
+    pub notify_on: String,
+    /// rkron: extra e-mail recipients (comma list).
+    #[serde(default)]
+    pub notify_email: String,
+    /// rkron: an extra webhook endpoint.
+    #[serde(default)]
+    pub notify_webhook: String,
 }
 
 /// A job as clients submit it. Every key is optional; unknown keys are ignored (Dkron does too).
@@ -73,6 +88,16 @@ pub struct JobIn {
     pub ephemeral: bool,
     pub starts_at: Option<String>,
     pub expires_at: Option<String>,
+    /// rkron: delay before the first retry, doubled for each later one (Go duration).
+    pub retry_interval: String,
+    /// rkron: how late a missed fire may still run (Go duration; empty = 1h).
+    pub starting_deadline: String,
+    /// rkron: when to notify: comma list of always, success, failure, recovery.
+    pub notify_on: String,
+    /// rkron: extra e-mail recipients (comma list).
+    pub notify_email: String,
+    /// rkron: an extra webhook endpoint.
+    pub notify_webhook: String,
 }
 
 /// An execution as Dkron's API shows it.

@@ -63,6 +63,11 @@ pub(crate) fn job_from_wire(input: JobIn) -> Result<(Job, String), String> {
         status: JobStatus::parse(&input.status).unwrap_or_default(),
         next: None,
         ephemeral: input.ephemeral,
+        retry_interval: input.retry_interval,
+        starting_deadline: input.starting_deadline,
+        notify_on: input.notify_on,
+        notify_email: input.notify_email,
+        notify_webhook: input.notify_webhook,
     };
     Ok((job, input.concurrency))
 }
@@ -96,6 +101,11 @@ pub(crate) fn job_to_wire(job: Job) -> JobOut {
         ephemeral: job.ephemeral,
         starts_at: fmt_opt(job.starts_at),
         expires_at: fmt_opt(job.expires_at),
+        retry_interval: job.retry_interval,
+        starting_deadline: job.starting_deadline,
+        notify_on: job.notify_on,
+        notify_email: job.notify_email,
+        notify_webhook: job.notify_webhook,
     }
 }
 
@@ -126,6 +136,11 @@ pub(crate) fn job_out_to_in(out: JobOut) -> JobIn {
         ephemeral: out.ephemeral,
         starts_at: out.starts_at,
         expires_at: out.expires_at,
+        retry_interval: out.retry_interval,
+        starting_deadline: out.starting_deadline,
+        notify_on: out.notify_on,
+        notify_email: out.notify_email,
+        notify_webhook: out.notify_webhook,
     }
 }
 

@@ -109,6 +109,77 @@ pub struct Job {
     pub ephemeral: bool,
     pub starts_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// rkron: delay before the first retry (Go duration); each later retry doubles it, capped at
+    /// one hour. Empty means Dkron's delay.
+    #[serde(default)]
+    pub retry_interval: String,
+    /// rkron: how late a missed fire may still run (Go duration); empty means
+    /// [`DEFAULT_STARTING_DEADLINE`].
+    #[serde(default)]
+    pub starting_deadline: String,
+    /// rkron: when to send notifications: comma list of `always`, `success`, `failure`,
+    /// `recovery`; empty means `always` (Dkron's behaviour).
+    #[serde(default)]
+    pub notify_on: String,
+    /// rkron: extra e-mail recipients for this job (comma list), besides `owner_email`.
+    #[serde(default)]
+    pub notify_email: String,
+    /// rkron: an extra webhook endpoint for this job, besides the global `webhook-endpoint`.
+    #[serde(default)]
+    pub notify_webhook: String,
+}
+
+/// How late a missed fire may still run when a job sets no `starting_deadline`.
+pub const DEFAULT_STARTING_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Longest delay between two retries.
+pub const MAX_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// When a job's notifications are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyOn {
+    pub success: bool,
+    pub failure: bool,
+    pub recovery: bool,
+}
+
+impl NotifyOn {
+    /// Parses a `notify_on` value; empty means always.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let mut on = Self::default();
+        if s.trim().is_empty() {
+            return Ok(Self {
+                success: true,
+                failure: true,
+                recovery: true,
+            });
+        }
+        for word in s.split(',').map(str::trim) {
+            match word {
+                "always" => {
+                    on = Self {
+                        success: true,
+                        failure: true,
+                        recovery: true,
+                    }
+                }
+                "success" => on.success = true,
+                "failure" => on.failure = true,
+                "recovery" => on.recovery = true,
+                other => return Err(ValidationError::NotifyOn(other.to_owned())),
+            }
+        }
+        Ok(on)
+    }
+
+    /// Whether a finished group with status `now` (after `before`) is notified.
+    pub fn wants(self, success: bool, previous_failed: bool) -> bool {
+        if success {
+            self.success || (self.recovery && previous_failed)
+        } else {
+            self.failure
+        }
+    }
 }
 
 /// A validation failure, with Dkron's message text.
@@ -130,6 +201,14 @@ pub enum ValidationError {
     Timeout,
     #[error("Error parsing job memory limit value: {0}")]
     MemLimit(String),
+    #[error("Error parsing job retry_interval value: {0}")]
+    RetryInterval(String),
+    #[error("Error parsing job starting_deadline value: {0}")]
+    StartingDeadline(String),
+    #[error(
+        "invalid notify_on value {0:?}, use a comma list of \"always\", \"success\", \"failure\", \"recovery\""
+    )]
+    NotifyOn(String),
 }
 
 /// Returns the first character Dkron rejects in a job name (anything but `\p{Ll}`, `0-9`, `_`, `-`).
@@ -187,6 +266,16 @@ impl Job {
                 crate::memlimit::parse_mem_limit(limit).map_err(ValidationError::MemLimit)?;
             }
         }
+        // rkron's own fields come after Dkron's checks, so Dkron's messages keep their order.
+        if !self.retry_interval.is_empty() {
+            crate::duration::parse_go_duration(&self.retry_interval)
+                .map_err(ValidationError::RetryInterval)?;
+        }
+        if !self.starting_deadline.is_empty() {
+            crate::duration::parse_go_duration(&self.starting_deadline)
+                .map_err(ValidationError::StartingDeadline)?;
+        }
+        NotifyOn::parse(&self.notify_on)?;
         Ok(())
     }
 
@@ -196,6 +285,23 @@ impl Job {
             return None;
         }
         Some(Schedule::parse(&self.schedule, &self.name, &self.timezone))
+    }
+
+    /// The delay before retry attempt `next_attempt` (2 for the first retry) when the job sets
+    /// `retry_interval`: the interval, doubled for each later retry, capped at an hour.
+    pub fn retry_delay(&self, next_attempt: u32) -> Option<std::time::Duration> {
+        if self.retry_interval.is_empty() {
+            return None;
+        }
+        let base = crate::duration::parse_go_duration(&self.retry_interval).ok()?;
+        let doublings = next_attempt.saturating_sub(2).min(20);
+        Some(base.saturating_mul(1 << doublings).min(MAX_RETRY_INTERVAL))
+    }
+
+    /// How late a missed fire of this job may still run.
+    pub fn starting_deadline(&self) -> std::time::Duration {
+        crate::duration::parse_go_duration(&self.starting_deadline)
+            .unwrap_or(DEFAULT_STARTING_DEADLINE)
     }
 
     /// Returns true when this job is a child (runs only after its parent's successful group).

@@ -1201,6 +1201,12 @@ async fn job_json_keys_come_in_dkron_order() {
         "ephemeral",
         "starts_at",
         "expires_at",
+        // rkron's documented extensions follow Dkron's keys.
+        "retry_interval",
+        "starting_deadline",
+        "notify_on",
+        "notify_email",
+        "notify_webhook",
     ];
     let text = server.http_get("/v1/jobs/ordered").await.text;
     let positions: Vec<usize> = keys
