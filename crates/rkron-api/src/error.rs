@@ -39,7 +39,10 @@ impl From<NodeError> for ApiError {
             NodeError::ParentNotFound | NodeError::JobNotFound | NodeError::ExecutionNotFound => {
                 StatusCode::NOT_FOUND
             }
-            NodeError::HasDependents | NodeError::Contended(_) => StatusCode::CONFLICT,
+            NodeError::HasDependents | NodeError::Contended(_) | NodeError::NotRunning => {
+                StatusCode::CONFLICT
+            }
+            NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Paused => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             NodeError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,

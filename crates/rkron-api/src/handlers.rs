@@ -228,11 +228,27 @@ pub(crate) async fn delete_job(
     Ok(Json(job_to_wire(s.node.delete_job(&job).await?)))
 }
 
+/// `POST /v1/jobs/{job}` and `/run`: answers the job at once (200, Dkron's wire status); with
+/// `?wait=true` it answers the run's executions once every node has finished.
 pub(crate) async fn run_job(
     State(s): State<AppState>,
     OriginalUri(uri): OriginalUri,
     Path(job): Path<String>,
+    Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
+    let wait = pairs
+        .iter()
+        .any(|(k, v)| k == "wait" && (v.is_empty() || v == "true" || v == "1"));
+    if wait {
+        let executions: Vec<ExecutionOut> = s
+            .node
+            .run_job_and_wait(&job)
+            .await?
+            .into_iter()
+            .map(|e| execution_to_wire(e, None, false))
+            .collect();
+        return Ok((StatusCode::OK, location(&uri.to_string()), Json(executions)).into_response());
+    }
     let job = s.node.run_job(&job).await?;
     Ok((
         StatusCode::OK,
@@ -240,6 +256,15 @@ pub(crate) async fn run_job(
         Json(job_to_wire(job)),
     )
         .into_response())
+}
+
+/// `POST /v1/jobs/{job}/executions/{execution}/kill`: kills a running execution.
+pub(crate) async fn kill_execution(
+    State(s): State<AppState>,
+    Path((job, execution)): Path<(String, String)>,
+) -> Result<Json<ExecutionOut>, ApiError> {
+    let killed = s.node.kill_execution(&job, &execution).await?;
+    Ok(Json(execution_to_wire(killed, None, false)))
 }
 
 pub(crate) async fn toggle_job(

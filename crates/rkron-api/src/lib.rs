@@ -80,6 +80,10 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
             "/v1/jobs/{job}/executions/{execution}",
             get(h::get_execution),
         )
+        .route(
+            "/v1/jobs/{job}/executions/{execution}/kill",
+            post(h::kill_execution),
+        )
         .route("/v1/executions/{job}", get(h::list_executions))
         .route("/v1/busy", get(h::busy))
         .route("/v1/pause", get(h::get_pause).post(h::pause))

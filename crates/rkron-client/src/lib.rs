@@ -167,6 +167,54 @@ impl Client {
         Self::read(self.http.post(self.url(path)).send().await?).await
     }
 
+    /// `POST /v1/jobs/{name}?wait=true`: runs a job and waits for its executions.
+    pub async fn run_job_and_wait(&self, name: &str) -> Result<Vec<ExecutionOut>, ClientError> {
+        let url = self.url(&format!("/v1/jobs/{name}/run"));
+        Self::read(
+            self.http
+                .post(url)
+                .query(&[("wait", "true")])
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /v1/jobs/{job}/executions/{id}/kill`: kills a running execution.
+    pub async fn kill_execution(&self, job: &str, id: &str) -> Result<ExecutionOut, ClientError> {
+        let url = self.url(&format!("/v1/jobs/{job}/executions/{id}/kill"));
+        Self::read(self.http.post(url).send().await?).await
+    }
+
+    /// `GET /v1/jobs`: every job, as the raw JSON text Dkron's backups use.
+    pub async fn backup(&self) -> Result<String, ClientError> {
+        let response = self.http.get(self.url("/v1/jobs")).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let message = serde_json::from_str::<ErrorOut>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        Err(ClientError::Status { status, message })
+    }
+
+    /// `POST /v1/restore` with the backup as the multipart field `file`; answers the per-job lines.
+    pub async fn restore(&self, backup: Vec<u8>) -> Result<Vec<String>, ClientError> {
+        let part = reqwest::multipart::Part::bytes(backup).file_name("backup.json");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response = self
+            .http
+            .post(self.url("/v1/restore"))
+            .multipart(form)
+            .send()
+            .await?;
+        // Dkron answers a JSON string holding a JSON array.
+        let text: String = Self::read(response).await?;
+        Ok(serde_json::from_str(&text).unwrap_or_else(|_| vec![text]))
+    }
+
     /// `GET /health` succeeds.
     pub async fn healthy(&self) -> bool {
         matches!(self.http.get(self.url("/health")).send().await, Ok(r) if r.status().is_success())

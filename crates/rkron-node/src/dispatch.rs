@@ -15,16 +15,27 @@ use crate::agent::AgentRun;
 use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
 
 /// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
-pub(crate) fn fire(inner: &Arc<Inner>, job: Arc<Job>, scheduled_at: Option<DateTime<Utc>>) {
+/// A fire that was dispatched: its group and the tasks carrying its runs.
+#[derive(Debug)]
+pub(crate) struct Fired {
+    pub(crate) group: i64,
+    pub(crate) runs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub(crate) fn fire(
+    inner: &Arc<Inner>,
+    job: Arc<Job>,
+    scheduled_at: Option<DateTime<Utc>>,
+) -> Option<Fired> {
     if inner.shutdown.is_cancelled() {
-        return;
+        return None;
     }
     if scheduled_at.is_some()
         && job.concurrency == Concurrency::Forbid
         && has_active(inner, &job.name)
     {
         tracing::info!(job = %job.name, "skipping concurrent execution (concurrency: forbid)");
-        return;
+        return None;
     }
     let group = unix_nanos(scheduled_at.unwrap_or_else(|| inner.clock.now()));
     let targets = {
@@ -54,23 +65,30 @@ pub(crate) fn fire(inner: &Arc<Inner>, job: Arc<Job>, scheduled_at: Option<DateT
         scheduled_at,
     };
     if targets.is_empty() {
-        let inner = inner.clone();
-        inner.clone().tasks.spawn(async move {
+        let inner2 = inner.clone();
+        let run = inner.tasks.spawn(async move {
             let mut e = template;
-            e.finished_at = Some(inner.clock.now());
+            e.finished_at = Some(inner2.clock.now());
             e.output = format!("no target nodes found to run job {}", job.name);
-            record_finished(&inner, &job, e).await;
+            record_finished(&inner2, &job, e).await;
         });
-        return;
+        return Some(Fired {
+            group,
+            runs: vec![run],
+        });
     }
+    let mut runs = Vec::with_capacity(targets.len());
     for node in targets {
         let inner2 = inner.clone();
         let job = job.clone();
         let execution = template.clone();
-        inner
-            .tasks
-            .spawn(async move { run_on(inner2, node, job, execution).await });
+        runs.push(
+            inner
+                .tasks
+                .spawn(async move { run_on(inner2, node, job, execution).await }),
+        );
     }
+    Some(Fired { group, runs })
 }
 
 fn has_active(inner: &Inner, job: &str) -> bool {
@@ -93,12 +111,15 @@ async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execu
         {
             return;
         }
-        // Dkron's backoff: floor(log2(elapsed / 500ms) + attempt) × 500ms, never negative.
-        let elapsed = done.finished_at.unwrap_or(done.started_at) - done.started_at;
         let next_attempt = done.attempt + 1;
-        let ratio = (elapsed.num_milliseconds().max(1) as f64) / 500.0;
-        let steps = (ratio.log2() + f64::from(next_attempt)).floor().max(0.0);
-        let backoff = tokio::time::sleep(Duration::from_millis((steps * 500.0) as u64));
+        let delay = job.retry_delay(next_attempt).unwrap_or_else(|| {
+            // Dkron's backoff: floor(log2(elapsed / 500ms) + attempt) × 500ms, never negative.
+            let elapsed = done.finished_at.unwrap_or(done.started_at) - done.started_at;
+            let ratio = (elapsed.num_milliseconds().max(1) as f64) / 500.0;
+            let steps = (ratio.log2() + f64::from(next_attempt)).floor().max(0.0);
+            Duration::from_millis((steps * 500.0) as u64)
+        });
+        let backoff = tokio::time::sleep(delay);
         tokio::select! {
             () = backoff => {}
             // Shutting down: the failed attempt is recorded; no retry is started.
@@ -166,6 +187,12 @@ async fn run_once(
 
 /// Stores a finished execution, then follows up: children on a successful group, ephemeral deletion.
 async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
+    // Processors see every finished attempt before it is stored, as in Dkron.
+    let execution = if job.processors.is_empty() {
+        execution
+    } else {
+        inner.processors.apply(job, execution).await
+    };
     let stored = match inner
         .store
         .finish_execution(&execution, inner.config.execution_retention)
@@ -190,7 +217,9 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
     };
     for child in stored.dependent_jobs.iter().flatten() {
         match inner.store.get_job(child).await {
-            Ok(Some(c)) if !c.value.disabled => fire(inner, Arc::new(c.value), None),
+            Ok(Some(c)) if !c.value.disabled => {
+                fire(inner, Arc::new(c.value), None);
+            }
             Ok(Some(_)) => tracing::info!(job = %child, "dependent job is disabled; not run"),
             Ok(None) => {
                 tracing::error!(parent = %stored.name, job = %child, "dependent job not found");
@@ -216,4 +245,49 @@ impl NodeHandle {
         fire(&self.inner, Arc::new(job.clone()), None);
         Ok(job)
     }
+
+    /// Runs a job now and waits until every node of the run has finished, retries included;
+    /// answers the executions of that run (dependent jobs run after, in their own groups).
+    pub async fn run_job_and_wait(&self, name: &str) -> Result<Vec<Execution>, NodeError> {
+        let job = self.get_job(name).await?;
+        let Some(fired) = fire(&self.inner, Arc::new(job), None) else {
+            return Err(NodeError::ShuttingDown);
+        };
+        for run in fired.runs {
+            let _ = run.await;
+        }
+        let executions = self.inner.store.list_executions(name, true).await?;
+        Ok(executions
+            .into_iter()
+            .filter(|e| e.group == fired.group)
+            .collect())
+    }
+
+    /// Kills a running execution (the whole process group on its node); it is recorded as failed
+    /// with "killed by request". Answers the execution as it was when killed.
+    pub async fn kill_execution(&self, job: &str, id: &str) -> Result<Execution, NodeError> {
+        self.get_job(job).await?;
+        let running = self
+            .inner
+            .active
+            .lock()
+            .ok()
+            .and_then(|a| a.get(id).cloned());
+        let Some(run) = running.filter(|r| r.execution.job_name == job) else {
+            return match self.inner.store.get_execution(job, id).await? {
+                Some(_) => Err(NodeError::NotRunning),
+                None => Err(NodeError::ExecutionNotFound),
+            };
+        };
+        let node = run.execution.node_name.clone();
+        if !self.inner.runner.kill(&node, id, KILLED_BY_REQUEST).await {
+            return Err(NodeError::NotRunning);
+        }
+        let mut execution = run.execution;
+        execution.output = run.output.snapshot();
+        Ok(execution)
+    }
 }
+
+/// The text recorded on an execution killed through the API.
+pub const KILLED_BY_REQUEST: &str = "killed by request";

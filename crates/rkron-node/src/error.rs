@@ -18,6 +18,12 @@ pub enum NodeError {
     /// The execution does not exist (404).
     #[error("execution not found")]
     ExecutionNotFound,
+    /// The execution is not running (409).
+    #[error("execution is not running")]
+    NotRunning,
+    /// The node is shutting down (503).
+    #[error("the node is shutting down")]
+    ShuttingDown,
     /// The job still has dependent jobs (409).
     #[error("store: could not delete job with dependent jobs, delete children first")]
     HasDependents,

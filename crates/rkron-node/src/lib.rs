@@ -27,12 +27,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rkron_core::{Clock, Execution};
 use rkron_executor::{ExecutorRegistry, OutputBuffer};
+use rkron_processor::ProcessorRegistry;
 use rkron_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use agent::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
+pub use dispatch::KILLED_BY_REQUEST;
 pub use error::NodeError;
 pub use jobs::{JobQuery, SortField};
 pub use member::{Member, MemberStatus, node_tags};
@@ -94,6 +96,7 @@ struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     runner: Arc<dyn AgentRunner>,
+    processors: ProcessorRegistry,
     agent: LocalAgent,
     self_member: Member,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
@@ -101,6 +104,28 @@ struct Inner {
     paused: std::sync::atomic::AtomicBool,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// The pluggable parts a node runs jobs with.
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    /// Executors by name (`shell`, `http`).
+    pub executors: ExecutorRegistry,
+    /// Processors applied to finished executions on the leader (`log`, `files`, …).
+    pub processors: ProcessorRegistry,
+}
+
+impl Plugins {
+    /// The built-in executors and processors, for a node named `node_name`.
+    pub fn builtins(node_name: &str) -> Self {
+        Self {
+            executors: ExecutorRegistry::with_builtins(),
+            processors: ProcessorRegistry::with_builtins(rkron_processor::ProcessorSettings {
+                node_name: node_name.to_owned(),
+                ..Default::default()
+            }),
+        }
+    }
 }
 
 /// A running node.
@@ -113,7 +138,7 @@ impl Node {
     pub async fn start(
         config: NodeConfig,
         store: Arc<dyn Store>,
-        executors: ExecutorRegistry,
+        plugins: Plugins,
         clock: Arc<dyn Clock>,
     ) -> Result<NodeHandle, NodeError> {
         let rpc_addr = format!("{}:{}", config.advertise_ip, config.rpc_port);
@@ -137,10 +162,11 @@ impl Node {
             .get_meta(META_PAUSED)
             .await?
             .is_some_and(|v| v == "true");
-        let agent = LocalAgent::new(config.node_name.clone(), executors, clock.clone());
+        let agent = LocalAgent::new(config.node_name.clone(), plugins.executors, clock.clone());
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             runner: Arc::new(agent.clone()),
+            processors: plugins.processors,
             agent,
             config,
             store,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rkron_api::{ApiOptions, router};
 use rkron_core::SystemClock;
 use rkron_executor::ExecutorRegistry;
-use rkron_node::{Node, NodeConfig};
+use rkron_node::{Node, NodeConfig, Plugins};
+use rkron_processor::{ProcessorRegistry, ProcessorSettings};
 use rkron_store::Store;
 use tokio::net::TcpListener;
 
@@ -93,13 +94,16 @@ pub async fn run(
     }
     let store = store_from_config(&config)?;
     let clock = Arc::new(SystemClock);
-    let node = Node::start(
-        node_config(&config),
-        store,
-        ExecutorRegistry::with_builtins(),
-        clock,
-    )
-    .await?;
+    let plugins = Plugins {
+        executors: ExecutorRegistry::with_builtins(),
+        processors: ProcessorRegistry::with_builtins(ProcessorSettings {
+            node_name: config.node_name.clone(),
+            fluent_host: config.fluent_host.clone(),
+            fluent_port: config.fluent_port,
+            fluent_tag: config.fluent_tag.clone(),
+        }),
+    };
+    let node = Node::start(node_config(&config), store, plugins, clock).await?;
     let listener = match listener {
         Some(l) => l,
         None => {

@@ -35,7 +35,7 @@ pub struct Cli {
 
 /// The subcommands of `rkron`.
 ///
-/// Room is left for `leave`, `run`, `kill`, `backup` and `restore`.
+/// Room is left for `leave`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start an rkron agent (a server with --server)
@@ -44,6 +44,48 @@ pub enum Command {
     Version,
     /// Generate a new gossip encryption key
     Keygen,
+    /// Run a job now; with --wait, wait for it and print its executions
+    Run {
+        /// The job to run
+        job: String,
+        /// Wait until the run finishes and print its executions
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerAddress,
+    },
+    /// Kill a running execution (its whole process group) and record it as failed
+    Kill {
+        /// The job of the execution
+        job: String,
+        /// The execution id (`<started nanos>-<node>`, from the executions list or /v1/busy)
+        execution: String,
+        #[command(flatten)]
+        server: ServerAddress,
+    },
+    /// Write every job as JSON (the output of GET /v1/jobs) to a file or standard output
+    Backup {
+        /// The file to write; standard output when absent
+        #[arg(long, short)]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        server: ServerAddress,
+    },
+    /// Restore jobs from a backup file (parents before children)
+    Restore {
+        /// The backup file (a JSON array of jobs)
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        server: ServerAddress,
+    },
+}
+
+/// Which server a client command talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ServerAddress {
+    /// The server's HTTP address
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub address: String,
 }
 
 /// Flags of `rkron agent`; each one is also a configuration key of the same name.

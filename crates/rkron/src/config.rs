@@ -554,6 +554,11 @@ pub struct AgentConfig {
     pub http_max_body: usize,
     /// `restore-max-body`: largest restore upload in bytes, at least 1; default 64 MiB.
     pub restore_max_body: usize,
+    /// The fluent processor's default destination, from Dkron's `FLUENTBIT_HOST`,
+    /// `FLUENTBIT_PORT` and `FLUENTBIT_TAG` environment variables (not configuration keys).
+    pub fluent_host: Option<String>,
+    pub fluent_port: Option<u16>,
+    pub fluent_tag: Option<String>,
 }
 
 impl AgentConfig {
@@ -618,6 +623,9 @@ impl AgentConfig {
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
             http_max_body: DEFAULT_HTTP_MAX_BODY,
             restore_max_body: DEFAULT_RESTORE_MAX_BODY,
+            fluent_host: None,
+            fluent_port: None,
+            fluent_tag: None,
         }
     }
 
@@ -768,6 +776,16 @@ pub fn load_with(
         .collect();
     let mut config = resolve(&values, cwd, &mut warnings)?;
     config.config_file = config_file;
+    config.fluent_host = env.get("FLUENTBIT_HOST").filter(|v| !v.is_empty()).cloned();
+    config.fluent_tag = env.get("FLUENTBIT_TAG").filter(|v| !v.is_empty()).cloned();
+    if let Some(port) = env.get("FLUENTBIT_PORT").filter(|v| !v.is_empty()) {
+        config.fluent_port = Some(port.parse().map_err(|_| ConfigError::InvalidValue {
+            key: "FLUENTBIT_PORT".into(),
+            origin: Origin::Env("FLUENTBIT_PORT".into()),
+            value: Some(port.clone()),
+            reason: "expected a port number 1-65535".into(),
+        })?);
+    }
     config.warnings = warnings;
     Ok(config)
 }

@@ -19,6 +19,99 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Agent(args) => run_agent(&args),
+        Command::Run { job, wait, server } => client_command(&server.address, |c| async move {
+            if wait {
+                let executions = c.run_job_and_wait(&job).await?;
+                Ok(serde_json::to_string_pretty(&executions).unwrap_or_default())
+            } else {
+                let job = c.run_job(&job).await?;
+                Ok(format!("Job {} started", job.name))
+            }
+        }),
+        Command::Kill {
+            job,
+            execution,
+            server,
+        } => client_command(&server.address, |c| async move {
+            let killed = c.kill_execution(&job, &execution).await?;
+            Ok(format!(
+                "Killed execution {} of job {}",
+                killed.id, killed.job_name
+            ))
+        }),
+        Command::Backup { file, server } => client_command(&server.address, |c| async move {
+            let text = c.backup().await?;
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    Ok(format!("Backup written to {}", path.display()))
+                }
+                None => Ok(text),
+            }
+        }),
+        Command::Restore { file, server } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("rkron: {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            client_command(&server.address, |c| async move {
+                let lines = c.restore(bytes).await?;
+                Ok(lines.join("\n"))
+            })
+        }
+    }
+}
+
+/// Runs one API call against `address`, prints its answer, and maps failure to exit code 1.
+fn client_command<F, Fut>(address: &str, call: F) -> ExitCode
+where
+    F: FnOnce(rkron_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<String, CommandError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rkron: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call(rkron_client::Client::new(address))) {
+        Ok(text) => {
+            say(&text);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rkron: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client command's failure, printed as is.
+#[derive(Debug)]
+struct CommandError(String);
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<rkron_client::ClientError> for CommandError {
+    fn from(e: rkron_client::ClientError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<String> for CommandError {
+    fn from(e: String) -> Self {
+        Self(e)
     }
 }
 

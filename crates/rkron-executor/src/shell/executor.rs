@@ -27,6 +27,10 @@ const MEMORY_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// the pipes open; the execution does not wait for it.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
 
+/// How long output is still read after the job's main process exited on its own; a background
+/// process that inherited the pipes could otherwise hold the execution open indefinitely.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
 /// The size of one read from the process's stdout or stderr.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -126,12 +130,13 @@ impl ShellExecutor {
             .chain(stdin_writer.iter())
             .map(JoinHandle::abort_handle)
             .collect();
-        let mut completion = Box::pin(async move {
-            let status = child.wait().await;
+        // The leader's exit and the end of its output are awaited apart: a background process
+        // of the job may keep the pipes open long after the leader is gone.
+        let mut exited = Box::pin(async move { child.wait().await });
+        let mut readers = Box::pin(async move {
             for task in tasks {
                 let _ = task.await;
             }
-            status
         });
 
         let deadline = config
@@ -142,7 +147,7 @@ impl ShellExecutor {
         memory_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let stop = loop {
             tokio::select! {
-                status = &mut completion => break Stop::Exited(status),
+                status = &mut exited => break Stop::Exited(status),
                 () = cancel.cancelled() => break Stop::Cancelled,
                 () = sleep_until(deadline) => break Stop::TimedOut,
                 _ = memory_ticker.tick(), if config.mem_limit.is_some() => {
@@ -157,12 +162,33 @@ impl ShellExecutor {
 
         let outcome = match stop {
             Stop::Exited(status) => {
-                group.armed = false;
+                // A leader killed by a signal ends the job: the rest of its group goes too
+                // (no orphans, and `forbid` is not held by a leftover). A leader that exited
+                // on its own leaves its background processes alone, as Dkron does.
+                let by_signal = matches!(&status, Ok(s) if s.signal().is_some());
+                let window = if by_signal {
+                    let _ = group.kill();
+                    DRAIN_AFTER_KILL
+                } else {
+                    group.armed = false;
+                    DRAIN_AFTER_EXIT
+                };
+                if tokio::time::timeout(window, &mut readers).await.is_err() {
+                    tracing::debug!(
+                        pgid = leader,
+                        "output still open after the job's main process ended; stopped reading"
+                    );
+                }
                 outcome_of_status(status)
             }
             Stop::Cancelled | Stop::TimedOut | Stop::MemoryExceeded { .. } => {
                 let kill_result = group.kill();
-                let drained = tokio::time::timeout(DRAIN_AFTER_KILL, &mut completion).await;
+                let completion = async {
+                    let status = (&mut exited).await;
+                    (&mut readers).await;
+                    status
+                };
+                let drained = tokio::time::timeout(DRAIN_AFTER_KILL, completion).await;
                 for handle in &abort_handles {
                     handle.abort();
                 }

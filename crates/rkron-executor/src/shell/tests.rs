@@ -527,3 +527,69 @@ fn tree_rss_counts_the_group_and_its_descendants() {
     ];
     assert_eq!(tree_rss_pages(100, &processes), 10 + 20 + 40 + 80 + 1);
 }
+
+#[tokio::test]
+async fn a_background_process_holding_the_output_does_not_hold_the_execution() {
+    let output = OutputBuffer::new();
+    let req = request(
+        "job",
+        &[
+            ("command", "sleep 30 & echo $!; echo done"),
+            ("shell", "true"),
+        ],
+    );
+    let started = Instant::now();
+    let outcome = ShellExecutor::new()
+        .execute(&req, &output, CancellationToken::new())
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(outcome.success, "{outcome:?}");
+    let text = output.snapshot();
+    assert!(text.contains("done"), "{text}");
+    // A leader that exited on its own leaves its background process alone, as Dkron does.
+    let background: u32 = text.lines().next().unwrap().trim().parse().unwrap();
+    assert!(process_is_alive(background));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(background as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_leader_killed_by_a_signal_takes_its_group_along() {
+    let output = OutputBuffer::new();
+    let req = request(
+        "job",
+        &[
+            ("command", "sleep 300 & echo $!; kill -9 $$"),
+            ("shell", "true"),
+        ],
+    );
+    let started = Instant::now();
+    let outcome = ShellExecutor::new()
+        .execute(&req, &output, CancellationToken::new())
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.error.as_deref(), Some("signal: killed"));
+    let grandchild: u32 = output
+        .snapshot()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until_dead(grandchild, Duration::from_secs(1)).await,
+        "{grandchild} survived"
+    );
+}

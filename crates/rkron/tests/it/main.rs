@@ -7,4 +7,5 @@ mod bad_input;
 mod executions;
 mod getting_started;
 mod lifecycle;
+mod semantics;
 mod support;
