@@ -155,6 +155,12 @@ async fn run_once(
     while let Some(event) = rx.recv().await {
         match event {
             RunEvent::Started(e, output) => {
+                if inner.notifier.has_pre_webhook() {
+                    let (inner2, job2, e2) = (inner.clone(), job.clone(), e.clone());
+                    inner.tasks.spawn(async move {
+                        inner2.notifier.execution_started(&job2, &e2).await;
+                    });
+                }
                 let id = e.id();
                 if let Ok(mut active) = inner.active.lock() {
                     active.insert(
@@ -193,6 +199,17 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
     } else {
         inner.processors.apply(job, execution).await
     };
+    let final_attempt = execution.success || execution.attempt >= job.retries.saturating_add(1);
+    let notify = final_attempt && inner.plugins_notify(job);
+    // `recovery` needs the status of the job's previous group, read before this one lands.
+    let previous_failed = if notify {
+        matches!(
+            inner.store.get_job(&job.name).await,
+            Ok(Some(j)) if matches!(j.value.status, JobStatus::Failed | JobStatus::PartiallyFailed)
+        )
+    } else {
+        false
+    };
     let stored = match inner
         .store
         .finish_execution(&execution, inner.config.execution_retention)
@@ -208,7 +225,20 @@ async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Executio
             return;
         }
     };
-    let final_attempt = execution.success || execution.attempt >= job.retries.saturating_add(1);
+    if notify {
+        // Notifications never delay or cancel anything (DESIGN §8): they go on their own task.
+        let (inner2, job2, execution2) = (inner.clone(), stored.clone(), execution.clone());
+        inner.tasks.spawn(async move {
+            let group: Vec<Execution> = match inner2.store.list_executions(&job2.name, false).await {
+                Ok(list) => list.into_iter().filter(|e| e.group == execution2.group).collect(),
+                Err(_) => vec![execution2.clone()],
+            };
+            let report = inner2.notifier.execution_done(&job2, &execution2, &group, previous_failed).await;
+            if report.failed > 0 {
+                tracing::warn!(job = %job2.name, failed = report.failed, errors = ?report.errors, "notifications failed");
+            }
+        });
+    }
     if !final_attempt || stored.status != JobStatus::Success {
         return;
     }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rkron_core::{Clock, Execution};
 use rkron_executor::{ExecutorRegistry, OutputBuffer};
+use rkron_notify::{Notifier, NotifySettings};
 use rkron_processor::ProcessorRegistry;
 use rkron_store::Store;
 use tokio::sync::mpsc;
@@ -97,6 +98,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     runner: Arc<dyn AgentRunner>,
     processors: ProcessorRegistry,
+    notifier: Notifier,
     agent: LocalAgent,
     self_member: Member,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
@@ -113,6 +115,8 @@ pub struct Plugins {
     pub executors: ExecutorRegistry,
     /// Processors applied to finished executions on the leader (`log`, `files`, …).
     pub processors: ProcessorRegistry,
+    /// E-mail and webhook notifications.
+    pub notifier: Notifier,
 }
 
 impl Plugins {
@@ -124,7 +128,15 @@ impl Plugins {
                 node_name: node_name.to_owned(),
                 ..Default::default()
             }),
+            notifier: Notifier::new(NotifySettings::default()),
         }
+    }
+}
+
+impl Inner {
+    /// Whether a finished execution of `job` may notify anyone.
+    fn plugins_notify(&self, job: &rkron_core::Job) -> bool {
+        self.notifier.may_notify(job)
     }
 }
 
@@ -167,6 +179,7 @@ impl Node {
         let inner = Arc::new(Inner {
             runner: Arc::new(agent.clone()),
             processors: plugins.processors,
+            notifier: plugins.notifier,
             agent,
             config,
             store,

@@ -9,6 +9,7 @@ use rkron_api::{ApiOptions, router};
 use rkron_core::SystemClock;
 use rkron_executor::ExecutorRegistry;
 use rkron_node::{Node, NodeConfig, Plugins};
+use rkron_notify::{Notifier, NotifySettings};
 use rkron_processor::{ProcessorRegistry, ProcessorSettings};
 use rkron_store::Store;
 use tokio::net::TcpListener;
@@ -41,6 +42,29 @@ fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, AgentError>
         other => Err(AgentError::Unsupported(format!(
             "backend {other:?} is not available in this build yet; the embedded store (backend: embedded) is"
         ))),
+    }
+}
+
+fn notify_settings(config: &AgentConfig) -> NotifySettings {
+    NotifySettings {
+        node_name: config.node_name.clone(),
+        mail_host: config.mail_host.clone().unwrap_or_default(),
+        mail_port: config.mail_port,
+        mail_username: config.mail_username.clone().unwrap_or_default(),
+        mail_password: config
+            .mail_password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default(),
+        mail_from: config.mail_from.clone().unwrap_or_default(),
+        mail_subject_prefix: config.mail_subject_prefix.clone(),
+        mail_payload: config.mail_payload.clone().unwrap_or_default(),
+        webhook_endpoint: config.webhook_endpoint.clone().unwrap_or_default(),
+        webhook_payload: config.webhook_payload.clone().unwrap_or_default(),
+        webhook_headers: config.webhook_headers.clone(),
+        pre_webhook_endpoint: config.pre_webhook_endpoint.clone().unwrap_or_default(),
+        pre_webhook_payload: config.pre_webhook_payload.clone().unwrap_or_default(),
+        pre_webhook_headers: config.pre_webhook_headers.clone(),
     }
 }
 
@@ -102,6 +126,7 @@ pub async fn run(
             fluent_port: config.fluent_port,
             fluent_tag: config.fluent_tag.clone(),
         }),
+        notifier: Notifier::new(notify_settings(&config)),
     };
     let node = Node::start(node_config(&config), store, plugins, clock).await?;
     let listener = match listener {

@@ -7,5 +7,6 @@ mod bad_input;
 mod executions;
 mod getting_started;
 mod lifecycle;
+mod notifications;
 mod semantics;
 mod support;
