@@ -173,6 +173,15 @@ pub struct AgentInfo {
     pub version: String,
 }
 
+/// `GET /v1/jobs/{job}/missed` (rkron): fires that were due but not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedOut {
+    /// How many fires were missed in all.
+    pub total: u64,
+    /// The most recent missed instants, oldest first (at most 100).
+    pub recent: Vec<String>,
+}
+
 /// `GET|POST /v1/pause`, `POST /v1/unpause`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseOut {

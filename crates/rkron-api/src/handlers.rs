@@ -346,6 +346,22 @@ pub(crate) async fn get_execution(
     )))
 }
 
+/// `GET /v1/jobs/{job}/missed` (rkron): fires that were due but not run.
+pub(crate) async fn missed_fires(
+    State(s): State<AppState>,
+    Path(job): Path<String>,
+) -> Result<Json<rkron_api_types::MissedOut>, ApiError> {
+    let missed = s.node.missed_fires(&job).await?;
+    Ok(Json(rkron_api_types::MissedOut {
+        total: missed.total,
+        recent: missed
+            .recent
+            .into_iter()
+            .map(crate::convert::fmt_time)
+            .collect(),
+    }))
+}
+
 pub(crate) async fn busy(State(s): State<AppState>) -> Response {
     let running: Vec<ExecutionOut> = s
         .node

@@ -68,6 +68,7 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         )
         .route("/v1/jobs/{job}/run", post(h::run_job))
         .route("/v1/jobs/{job}/toggle", post(h::toggle_job))
+        .route("/v1/jobs/{job}/missed", get(h::missed_fires))
         .route(
             "/v1/jobs/{job}/executions",
             get(h::list_executions).delete(h::delete_executions),

@@ -2,6 +2,7 @@
 //!
 //! Everything here is deterministic given its inputs; wall-clock time comes in through [`clock::Clock`].
 
+pub mod catchup;
 pub mod clock;
 pub mod duration;
 pub mod execution;

@@ -347,6 +347,13 @@ impl NodeHandle {
         Ok(self.inner.store.list_executions(job, with_output).await?)
     }
 
+    /// Reads the fires of a job that were due but not run (scheduler down, busy, or past the
+    /// job's starting deadline).
+    pub async fn missed_fires(&self, job: &str) -> Result<rkron_store::MissedFires, NodeError> {
+        self.get_job(job).await?;
+        Ok(self.inner.store.missed_fires(job).await?)
+    }
+
     /// Reads one execution with its full output.
     pub async fn execution(&self, job: &str, id: &str) -> Result<Execution, NodeError> {
         self.get_job(job).await?;

@@ -196,9 +196,9 @@ impl Node {
         };
         handle.recover_interrupted().await?;
         let jobs = inner.store.list_jobs().await?;
-        let scheduler = scheduler::Scheduler::new(inner.clone(), jobs);
+        let scheduler = scheduler::Scheduler::new(inner.clone());
         let token = inner.shutdown.child_token();
-        inner.tasks.spawn(scheduler.run(scheduler_rx, token));
+        inner.tasks.spawn(scheduler.run(jobs, scheduler_rx, token));
         Ok(handle)
     }
 }

@@ -1,19 +1,37 @@
 //! The scheduler driver: runs on the leader, keeps every schedulable job in the core's
-//! [`ScheduleIndex`] and fires due jobs. It sleeps until the earliest next fire or until a job
-//! change arrives; it never scans all jobs per tick.
+//! [`ScheduleIndex`] and fires due jobs. It sleeps until the earliest next fire, a job change,
+//! or the next checkpoint; it never scans all jobs per tick.
+//!
+//! ```text
+//!  start ─► index every job ─► catch up fires in (checkpoint, now] ─┐
+//!                                                                   ▼
+//!        ┌──── wait: next fire │ job change │ 1 s checkpoint ◄──── loop
+//!        ▼
+//!   pop due ─► late beyond starting_deadline? ─► record missed
+//!        └──► fire ledger (one durable write per tick) ─► dispatch
+//! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use rkron_core::Job;
-use rkron_core::index::ScheduleIndex;
+use rkron_core::catchup::plan_catch_up;
+use rkron_core::index::{Due, ScheduleIndex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Inner;
 
-/// Longest sleep when nothing is scheduled; a change wakes the loop earlier.
-const IDLE_SLEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Longest sleep of the loop: the checkpoint advances at least this often.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+
+/// A fire dispatched less than this late is on time, whatever its starting deadline: the
+/// deadline is for outages and overload, not for the scheduler's own dispatch latency.
+const ON_TIME: Duration = Duration::from_secs(1);
+
+/// Meta key: every fire at or before this instant was dispatched or recorded as missed.
+pub(crate) const META_CHECKPOINT: &str = "scheduler_checkpoint";
 
 /// Job changes the scheduler hears about.
 #[derive(Debug)]
@@ -30,17 +48,12 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    /// Builds the index from every stored job.
-    pub(crate) fn new(inner: Arc<Inner>, jobs: Vec<Job>) -> Self {
-        let mut scheduler = Self {
+    /// Creates a scheduler with an empty index.
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self {
             inner,
             index: ScheduleIndex::new(),
-        };
-        for job in jobs {
-            scheduler.apply(Msg::Upsert(Box::new(job)));
         }
-        tracing::info!(jobs = scheduler.index.len(), "scheduler started");
-        scheduler
     }
 
     fn apply(&mut self, msg: Msg) {
@@ -69,30 +82,40 @@ impl Scheduler {
         }
     }
 
-    /// Runs until `cancel` fires.
+    /// Indexes `jobs`, catches up what was missed while no scheduler ran, then runs until
+    /// `cancel` fires.
     pub(crate) async fn run(
         mut self,
+        jobs: Vec<Job>,
         mut rx: mpsc::UnboundedReceiver<Msg>,
         cancel: CancellationToken,
     ) {
+        let catch_up_candidates: Vec<Job> = jobs
+            .iter()
+            .filter(|j| !j.disabled && !j.is_child())
+            .cloned()
+            .collect();
+        for job in jobs {
+            self.apply(Msg::Upsert(Box::new(job)));
+        }
+        tracing::info!(jobs = self.index.len(), "scheduler started");
+        self.catch_up(catch_up_candidates).await;
+        let mut last_checkpoint: Option<DateTime<Utc>> = None;
         loop {
             let now = self.inner.clock.now();
-            for due in self.index.pop_due(now) {
-                if due.missed > 0 {
-                    tracing::warn!(job = %due.name, missed = due.missed, "scheduler was behind; older due fires were skipped");
-                }
-                let job = due.payload.clone();
-                if !job.is_schedulable_at(due.scheduled_at) {
-                    tracing::debug!(job = %due.name, "not runnable now (starts_at/expires_at)");
-                    continue;
-                }
-                crate::dispatch::fire(&self.inner, job, Some(due.scheduled_at));
+            let due = self.index.pop_due(now);
+            if !due.is_empty() {
+                self.fire_due(due, now).await;
             }
-            let sleep = match self.index.peek_deadline() {
+            if last_checkpoint.is_none_or(|t| now - t >= TimeDelta::seconds(1)) {
+                self.checkpoint(now).await;
+                last_checkpoint = Some(now);
+            }
+            let until_next = match self.index.peek_deadline() {
                 Some(deadline) => (deadline - self.inner.clock.now())
                     .to_std()
                     .unwrap_or_default(),
-                None => IDLE_SLEEP,
+                None => CHECKPOINT_PERIOD,
             };
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -103,9 +126,120 @@ impl Scheduler {
                         self.apply(more);
                     }
                 }
-                () = tokio::time::sleep(sleep) => {}
+                () = tokio::time::sleep(until_next.min(CHECKPOINT_PERIOD)) => {}
             }
         }
         tracing::info!("scheduler stopped");
+    }
+
+    /// Records that every fire up to `now` was handled, so a restart knows where to catch up from.
+    async fn checkpoint(&self, now: DateTime<Utc>) {
+        if let Err(e) = self
+            .inner
+            .store
+            .put_meta(META_CHECKPOINT, &now.to_rfc3339())
+            .await
+        {
+            tracing::warn!(error = %e, "could not write the scheduler checkpoint");
+        }
+    }
+
+    /// Fires due jobs: late fires beyond their starting deadline and skipped ones are recorded
+    /// as missed; the rest go to the fire ledger in one write, then to dispatch.
+    async fn fire_due(&self, due: Vec<Due<Job>>, now: DateTime<Utc>) {
+        let mut ledger = Vec::with_capacity(due.len());
+        let mut to_fire = Vec::with_capacity(due.len());
+        for d in due {
+            let job = d.payload;
+            if d.missed > 0 {
+                tracing::warn!(job = %d.name, missed = d.missed, "scheduler was behind; older due fires are recorded as missed");
+                self.record_missed(&job.name, Vec::new(), u64::from(d.missed));
+            }
+            if !job.is_schedulable_at(d.scheduled_at) {
+                tracing::debug!(job = %d.name, "not runnable now (starts_at/expires_at)");
+                continue;
+            }
+            let late = (now - d.scheduled_at).to_std().unwrap_or_default();
+            if late > job.starting_deadline().max(ON_TIME) {
+                tracing::warn!(job = %d.name, late = ?late, "fire is past its starting deadline; recorded as missed");
+                self.record_missed(&job.name, vec![d.scheduled_at], 0);
+                continue;
+            }
+            ledger.push((job.name.clone(), d.scheduled_at));
+            to_fire.push((job, d.scheduled_at));
+        }
+        self.record_fires(&ledger).await;
+        for (job, at) in to_fire {
+            crate::dispatch::fire(&self.inner, job, Some(at));
+        }
+    }
+
+    /// Writes fires to the ledger before they are dispatched. On a store error the fires are
+    /// dispatched anyway: on one server a lost run is worse than a possible repeat after a crash.
+    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) {
+        if let Err(e) = self.inner.store.record_fires(fires).await {
+            tracing::error!(error = %e, fires = fires.len(), "could not write the fire ledger; dispatching anyway");
+        }
+    }
+
+    fn record_missed(&self, job: &str, instants: Vec<DateTime<Utc>>, uncounted: u64) {
+        let (store, job) = (self.inner.store.clone(), job.to_owned());
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = store.record_missed(&job, &instants, uncounted).await {
+                tracing::warn!(job = %job, error = %e, "could not record missed fires");
+            }
+        });
+    }
+
+    /// Applies each job's catch-up policy to the fires due while no scheduler ran: since the
+    /// last checkpoint (or the job's last recorded fire, if later) up to now.
+    async fn catch_up(&self, jobs: Vec<Job>) {
+        let checkpoint = match self.inner.store.get_meta(META_CHECKPOINT).await {
+            Ok(Some(text)) => DateTime::parse_from_rfc3339(&text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the scheduler checkpoint; no catch-up");
+                None
+            }
+        };
+        let Some(checkpoint) = checkpoint else { return };
+        let ledger = match self.inner.store.fire_ledger().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the fire ledger; no catch-up");
+                return;
+            }
+        };
+        let now = self.inner.clock.now();
+        let (mut ran, mut missed) = (0usize, 0u64);
+        let mut ledger_entries = Vec::new();
+        let mut to_fire = Vec::new();
+        for job in jobs {
+            let Some(Ok(schedule)) = job.parsed_schedule() else {
+                continue;
+            };
+            let since = ledger
+                .get(&job.name)
+                .map_or(checkpoint, |&l| l.max(checkpoint));
+            let plan = plan_catch_up(&schedule, since, now, job.starting_deadline(), |at| {
+                job.is_schedulable_at(at)
+            });
+            if !plan.missed.is_empty() || plan.uncounted > 0 {
+                missed += plan.missed.len() as u64 + plan.uncounted;
+                self.record_missed(&job.name, plan.missed, plan.uncounted);
+            }
+            if let Some(at) = plan.run {
+                ran += 1;
+                ledger_entries.push((job.name.clone(), at));
+                to_fire.push((Arc::new(job), at));
+            }
+        }
+        self.record_fires(&ledger_entries).await;
+        for (job, at) in to_fire {
+            crate::dispatch::fire(&self.inner, job, Some(at));
+        }
+        tracing::info!(since = %checkpoint, caught_up = ran, missed, "catch-up of fires missed while no scheduler ran");
     }
 }

@@ -12,19 +12,27 @@
 //! | `running`          | (started Unix nanos, job, node) | nothing: index of unfinished runs    |
 //! | `execution_counts` | job name                        | stored executions of the job (u64)   |
 //! | `meta`             | setting name                    | format, UTF-8 value                  |
+//! | `fire_ledger`      | job name                        | latest fired scheduled instant (²)   |
+//! | `missed_fires`     | job name                        | format, total (u64 BE), instants (³) |
 //! | `internal`         | counter name                    | u64                                  |
 //!
 //! (¹) The execution without its output, which lives in `outputs` so listings stay cheap.
+//! (²) Unix nanoseconds as a plain redb `i64` (fixed width, so it cannot fail to decode).
+//! (³) The newest missed instants, ascending, as Unix nanoseconds (i64 BE) each.
+//!
+//! The last two tables came after layout version 1 without changing it: opening an older file
+//! simply creates them empty.
 //!
 //! Execution keys are tuples, compared element by element, so the range of job `foo` never
 //! reaches `foobar`: it ends just before `(foo\0, i64::MIN, "")`.
 
 use std::ops::Range;
 
+use chrono::{DateTime, Utc};
 use redb::{ReadableTable, TableDefinition};
 use rkron_core::execution::unix_nanos;
 use rkron_core::{Execution, Job};
-use rkron_store::{StoreError, Version, Versioned};
+use rkron_store::{MISSED_KEPT, MissedFires, StoreError, Version, Versioned};
 
 /// Format version of every record value written by this build.
 const FORMAT_V1: u8 = 1;
@@ -49,6 +57,10 @@ pub(crate) const RUNNING: TableDefinition<'static, RunningKey, ()> =
 pub(crate) const EXECUTION_COUNTS: TableDefinition<'static, NameKey, u64> =
     TableDefinition::new("execution_counts");
 pub(crate) const META: TableDefinition<'static, NameKey, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LEDGER: TableDefinition<'static, NameKey, i64> =
+    TableDefinition::new("fire_ledger");
+pub(crate) const MISSED: TableDefinition<'static, NameKey, &[u8]> =
+    TableDefinition::new("missed_fires");
 pub(crate) const INTERNAL: TableDefinition<'static, &str, u64> = TableDefinition::new("internal");
 
 /// [`INTERNAL`] key of the last record version handed out.
@@ -268,6 +280,75 @@ pub(crate) fn decode_text(
     String::from_utf8(payload.to_vec()).map_err(|error| corrupt(name, error.to_string()))
 }
 
+/// Returns the instant `nanos` Unix nanoseconds after the epoch.
+pub(crate) fn from_nanos(nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(nanos)
+}
+
+/// Returns `instant` as it reads back from the keyspace: instants outside what Unix nanoseconds
+/// in an `i64` can hold (before 1677 or after 2262) are clamped to the nearest one.
+pub(crate) fn storable(instant: DateTime<Utc>) -> DateTime<Utc> {
+    from_nanos(unix_nanos(instant))
+}
+
+/// Decodes a job name used as a key.
+pub(crate) fn decode_name(
+    label: impl FnOnce() -> String,
+    name: &[u8],
+) -> Result<String, StoreError> {
+    String::from_utf8(name.to_vec()).map_err(|error| corrupt(label(), error.to_string()))
+}
+
+/// Names a fire ledger entry in errors.
+pub(crate) fn ledger_label(job: &[u8]) -> String {
+    format!("fire ledger entry of {}", job_label(job))
+}
+
+fn missed_label(job: &[u8]) -> String {
+    format!("missed fires of {}", job_label(job))
+}
+
+/// Encodes a job's missed fires.
+pub(crate) fn encode_missed(missed: &MissedFires) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + 8 * (1 + missed.recent.len()));
+    bytes.push(FORMAT_V1);
+    bytes.extend_from_slice(&missed.total.to_be_bytes());
+    for instant in &missed.recent {
+        bytes.extend_from_slice(&unix_nanos(*instant).to_be_bytes());
+    }
+    bytes
+}
+
+/// Decodes a job's missed fires, checking that the instants are few enough and ascending.
+pub(crate) fn decode_missed(job: &[u8], bytes: &[u8]) -> Result<MissedFires, StoreError> {
+    let label = missed_label(job);
+    let (total, instants) = header(&label, payload(&label, bytes)?)?;
+    let (chunks, rest) = instants.as_chunks::<8>();
+    if !rest.is_empty() {
+        return Err(corrupt(label, "truncated missed instant"));
+    }
+    if chunks.len() > MISSED_KEPT {
+        return Err(corrupt(
+            label,
+            format!(
+                "{} missed instants, at most {MISSED_KEPT} are kept",
+                chunks.len()
+            ),
+        ));
+    }
+    let nanos: Vec<i64> = chunks
+        .iter()
+        .map(|chunk| i64::from_be_bytes(*chunk))
+        .collect();
+    if nanos.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err(corrupt(label, "missed instants out of order"));
+    }
+    Ok(MissedFires {
+        total: u64::from_be_bytes(total),
+        recent: nanos.into_iter().map(from_nanos).collect(),
+    })
+}
+
 /// Names an execution's output record in errors.
 pub(crate) fn output_label(job: &[u8], started: i64, node: &[u8]) -> String {
     format!("output of {}", execution_label(job, started, node))
@@ -317,6 +398,23 @@ mod tests {
         execution.output = String::new();
         assert_eq!(decoded, execution);
         assert_eq!(decode_text(String::new, &encode_text("ü")).unwrap(), "ü");
+
+        let missed = MissedFires {
+            total: u64::MAX,
+            recent: vec![
+                testsuite::instant(-1_800_000_000),
+                testsuite::instant(0),
+                from_nanos(i64::MAX),
+            ],
+        };
+        assert_eq!(
+            decode_missed(b"round", &encode_missed(&missed)).unwrap(),
+            missed
+        );
+        assert_eq!(
+            decode_missed(b"round", &encode_missed(&MissedFires::default())).unwrap(),
+            MissedFires::default()
+        );
     }
 
     #[test]

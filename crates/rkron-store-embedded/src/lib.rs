@@ -14,6 +14,7 @@
 mod keyspace;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -21,19 +22,21 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata,
 };
-use rkron_core::execution::parse_execution_id;
+use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Execution, Job};
-use rkron_store::{JobOp, JobPage, Store, StoreError, Versioned};
+use rkron_store::{JobOp, JobPage, MissedFires, Store, StoreError, Versioned};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keyspace::{
-    EXECUTION_COUNTS, EXECUTIONS, INTERNAL, JOBS, KEYSPACE_V1, KEYSPACE_VERSION, META, OUTPUTS,
-    RUNNING, decode_execution, decode_job, decode_text, encode_text, job_bounds, job_range,
-    meta_label, output_label, storage,
+    EXECUTION_COUNTS, EXECUTIONS, INTERNAL, JOBS, KEYSPACE_V1, KEYSPACE_VERSION, LEDGER, META,
+    MISSED, OUTPUTS, RUNNING, decode_execution, decode_job, decode_missed, decode_name,
+    decode_text, encode_text, from_nanos, job_bounds, job_range, ledger_label, meta_label,
+    output_label, storable, storage,
 };
 use crate::writer::{Applied, PreparedExecution, PreparedJobOp, WriteOp, WriteRequest};
 
@@ -221,6 +224,9 @@ fn initialize(db: &Database) -> Result<(), StoreError> {
         transaction.open_table(RUNNING).map_err(storage)?;
         transaction.open_table(EXECUTION_COUNTS).map_err(storage)?;
         transaction.open_table(META).map_err(storage)?;
+        // Added after layout version 1 without a new version: an older file gains them empty.
+        transaction.open_table(LEDGER).map_err(storage)?;
+        transaction.open_table(MISSED).map_err(storage)?;
         let mut internal = transaction.open_table(INTERNAL).map_err(storage)?;
         let layout = internal
             .get(KEYSPACE_VERSION)
@@ -323,6 +329,19 @@ fn read_execution(
         execution.output = decode_text(|| output_label(key.0, started, key.2), output.value())?;
     }
     Ok(Some(execution))
+}
+
+fn read_ledger(
+    transaction: &ReadTransaction,
+) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+    let ledger = transaction.open_table(LEDGER).map_err(storage)?;
+    let mut read = BTreeMap::new();
+    for entry in ledger.iter().map_err(storage)? {
+        let (job, scheduled) = entry.map_err(storage)?;
+        let name = decode_name(|| ledger_label(job.value()), job.value())?;
+        read.insert(name, from_nanos(scheduled.value()));
+    }
+    Ok(read)
 }
 
 fn read_running(transaction: &ReadTransaction) -> Result<Vec<Execution>, StoreError> {
@@ -456,6 +475,60 @@ impl Store for EmbeddedStore {
             record: encode_text(value),
         };
         self.write(op).await.map(|_| ())
+    }
+
+    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        // Only the latest fire of each job reaches the writer, in name order.
+        let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
+        for (job, scheduled_at) in fires {
+            let nanos = unix_nanos(*scheduled_at);
+            latest
+                .entry(job.as_str())
+                .and_modify(|current| *current = (*current).max(nanos))
+                .or_insert(nanos);
+        }
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let fires = latest
+            .into_iter()
+            .map(|(job, nanos)| (job.to_owned(), nanos))
+            .collect();
+        self.write(WriteOp::RecordFires(fires)).await.map(|_| ())
+    }
+
+    async fn fire_ledger(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        self.read(read_ledger).await
+    }
+
+    async fn record_missed(
+        &self,
+        job: &str,
+        instants: &[DateTime<Utc>],
+        uncounted: u64,
+    ) -> Result<(), StoreError> {
+        if instants.is_empty() && uncounted == 0 {
+            return Ok(());
+        }
+        let op = WriteOp::RecordMissed {
+            job: job.to_owned(),
+            // Clamped before merging, so duplicates are found as they will be stored.
+            instants: instants.iter().copied().map(storable).collect(),
+            uncounted,
+        };
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn missed_fires(&self, job: &str) -> Result<MissedFires, StoreError> {
+        let job = job.to_owned();
+        self.read(move |transaction| {
+            let missed = transaction.open_table(MISSED).map_err(storage)?;
+            match missed.get(job.as_bytes()).map_err(storage)? {
+                Some(record) => decode_missed(job.as_bytes(), record.value()),
+                None => Ok(MissedFires::default()),
+            }
+        })
+        .await
     }
 }
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use redb::TableDefinition;
 use rkron_core::execution::unix_nanos;
-use rkron_store::testsuite::{execution, job};
-use rkron_store::{Expect, JobOp, Store, StoreError};
+use rkron_store::testsuite::{execution, instant, job};
+use rkron_store::{Expect, JobOp, MissedFires, Store, StoreError};
 
 use super::*;
 
@@ -156,6 +156,116 @@ async fn damaged_setting_answers_corrupt() {
     assert!(is_corrupt(&store.get_meta("k").await));
     store.put_meta("k", "v").await.unwrap();
     assert_eq!(store.get_meta("k").await.unwrap().as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn damaged_missed_fires_answer_corrupt_until_the_job_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let ops = ["late", "other"].map(|name| JobOp::Put {
+        job: job(name),
+        expect: Expect::Absent,
+    });
+    store.commit_jobs(ops.into()).await.unwrap();
+    store
+        .record_missed("other", &[instant(1)], 0)
+        .await
+        .unwrap();
+    let mut out_of_order = vec![1, 0, 0, 0, 0, 0, 0, 0, 2];
+    out_of_order.extend_from_slice(&5_i64.to_be_bytes());
+    out_of_order.extend_from_slice(&4_i64.to_be_bytes());
+    let damaged: [&[u8]; 5] = [
+        b"",
+        b"\x02",
+        b"\x01\0\0\0",
+        b"\x01\0\0\0\0\0\0\0\x01\0\0",
+        &out_of_order,
+    ];
+    for bytes in damaged {
+        write_raw(&store, MISSED, b"late".as_slice(), bytes);
+        let read = store.missed_fires("late").await;
+        assert!(is_corrupt(&read), "{bytes:?}: {read:?}");
+        // A write that would merge into the damaged record fails and writes nothing.
+        let recorded = store.record_missed("late", &[instant(1)], 1).await;
+        assert!(is_corrupt(&recorded), "{bytes:?}: {recorded:?}");
+    }
+    let mut too_many = vec![1, 0, 0, 0, 0, 0, 0, 0, 0];
+    for nanos in 0..=i64::try_from(rkron_store::MISSED_KEPT).unwrap() {
+        too_many.extend_from_slice(&nanos.to_be_bytes());
+    }
+    write_raw(&store, MISSED, b"late".as_slice(), &too_many);
+    assert!(is_corrupt(&store.missed_fires("late").await));
+    assert_eq!(
+        store.missed_fires("other").await.unwrap().total,
+        1,
+        "another job's record still reads"
+    );
+
+    // Deleting the job removes the record without decoding it.
+    let delete = JobOp::Delete {
+        name: "late".to_owned(),
+        expect: Expect::Any,
+    };
+    store.commit_jobs(vec![delete]).await.unwrap();
+    assert_eq!(
+        store.missed_fires("late").await.unwrap(),
+        MissedFires::default()
+    );
+}
+
+#[tokio::test]
+async fn ledger_entry_with_a_non_utf8_name_answers_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let transaction = store.db.begin_write().unwrap();
+    transaction
+        .open_table(LEDGER)
+        .unwrap()
+        .insert(b"\xff".as_slice(), 1)
+        .unwrap();
+    transaction.commit().unwrap();
+    let ledger = store.fire_ledger().await;
+    assert!(is_corrupt(&ledger), "{ledger:?}");
+}
+
+#[tokio::test]
+async fn a_file_without_the_fire_tables_opens_and_gains_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store
+        .commit_jobs(vec![JobOp::Put {
+            job: job("old"),
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    // Make the file look like one written before the fire ledger existed.
+    let transaction = store.db.begin_write().unwrap();
+    assert!(transaction.delete_table(LEDGER).unwrap());
+    assert!(transaction.delete_table(MISSED).unwrap());
+    transaction.commit().unwrap();
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert!(store.fire_ledger().await.unwrap().is_empty());
+    assert_eq!(
+        store.missed_fires("old").await.unwrap(),
+        MissedFires::default()
+    );
+    store
+        .record_fires(&[("old".to_owned(), instant(1))])
+        .await
+        .unwrap();
+    store.record_missed("old", &[instant(0)], 0).await.unwrap();
+    assert_eq!(
+        store.fire_ledger().await.unwrap().get("old"),
+        Some(&instant(1))
+    );
+    assert_eq!(store.missed_fires("old").await.unwrap().total, 1);
+    assert_eq!(
+        store.get_job("old").await.unwrap().unwrap().value,
+        job("old")
+    );
 }
 
 #[tokio::test]

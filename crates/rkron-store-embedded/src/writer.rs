@@ -19,17 +19,18 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use rkron_core::execution::unix_nanos;
 use rkron_core::{Execution, Job, group_status};
-use rkron_store::{Expect, JobOp, StoreError, Version};
+use rkron_store::{Expect, JobOp, MissedFires, StoreError, Version};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keyspace::{
-    EXECUTION_COUNTS, EXECUTIONS, ExecutionKey, INTERNAL, JOBS, LAST_VERSION, META, NameKey,
-    OUTPUTS, RUNNING, RunningKey, decode_execution, decode_execution_group, decode_job,
-    decode_job_version, encode_execution, encode_job, encode_text, job_bounds, job_range,
-    runs_of_job, set_job_version, storage, without_output,
+    EXECUTION_COUNTS, EXECUTIONS, ExecutionKey, INTERNAL, JOBS, LAST_VERSION, LEDGER, META, MISSED,
+    NameKey, OUTPUTS, RUNNING, RunningKey, decode_execution, decode_execution_group, decode_job,
+    decode_job_version, decode_missed, encode_execution, encode_job, encode_missed, encode_text,
+    job_bounds, job_range, runs_of_job, set_job_version, storage, without_output,
 };
 
 /// Most requests applied in one transaction, to bound the latency of a batch.
@@ -56,6 +57,15 @@ pub(crate) enum WriteOp {
     PutMeta {
         key: String,
         record: Vec<u8>,
+    },
+    /// Fire ledger entries as `(job, scheduled Unix nanos)`: one per job (the latest of the
+    /// call), in name order, so the writer walks the ledger's tree front to back.
+    RecordFires(Vec<(String, i64)>),
+    /// Missed fires of a job, already clamped to what the keyspace stores.
+    RecordMissed {
+        job: String,
+        instants: Vec<DateTime<Utc>>,
+        uncounted: u64,
     },
 }
 
@@ -243,6 +253,8 @@ struct Tables<'txn> {
     running: Table<'txn, RunningKey, ()>,
     execution_counts: Table<'txn, NameKey, u64>,
     meta: Table<'txn, NameKey, &'static [u8]>,
+    ledger: Table<'txn, NameKey, i64>,
+    missed: Table<'txn, NameKey, &'static [u8]>,
     internal: Table<'txn, &'static str, u64>,
     /// The last version handed out, in this transaction.
     last_version: Version,
@@ -263,6 +275,8 @@ impl<'txn> Tables<'txn> {
             running: transaction.open_table(RUNNING).map_err(storage)?,
             execution_counts: transaction.open_table(EXECUTION_COUNTS).map_err(storage)?,
             meta: transaction.open_table(META).map_err(storage)?,
+            ledger: transaction.open_table(LEDGER).map_err(storage)?,
+            missed: transaction.open_table(MISSED).map_err(storage)?,
             internal,
             last_version,
             stored_last_version: last_version,
@@ -307,7 +321,52 @@ impl<'txn> Tables<'txn> {
                     .map_err(failed)?;
                 Ok(Applied::Done)
             }
+            WriteOp::RecordFires(fires) => {
+                self.record_fires(fires).map_err(OpError::Failed)?;
+                Ok(Applied::Done)
+            }
+            WriteOp::RecordMissed {
+                job,
+                instants,
+                uncounted,
+            } => self
+                .record_missed(job.as_bytes(), instants, *uncounted)
+                .map(|()| Applied::Done),
         }
+    }
+
+    /// Moves each job's ledger entry forward to its fire, never back.
+    fn record_fires(&mut self, fires: &[(String, i64)]) -> Result<(), StoreError> {
+        for (job, scheduled) in fires {
+            let job = job.as_bytes();
+            let current = self.ledger.get(job).map_err(storage)?.map(|v| v.value());
+            if current.is_none_or(|current| current < *scheduled) {
+                self.ledger.insert(job, *scheduled).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges missed fires into the job's record; writes nothing when the job does not exist.
+    fn record_missed(
+        &mut self,
+        job: &[u8],
+        instants: &[DateTime<Utc>],
+        uncounted: u64,
+    ) -> Result<(), OpError> {
+        // Existence only: the job record is not decoded.
+        if self.jobs.get(job).map_err(rejected)?.is_none() {
+            return Ok(());
+        }
+        let mut missed = match self.missed.get(job).map_err(rejected)? {
+            Some(record) => decode_missed(job, record.value()).map_err(OpError::Rejected)?,
+            None => MissedFires::default(),
+        };
+        missed.record(instants, uncounted);
+        self.missed
+            .insert(job, encode_missed(&missed).as_slice())
+            .map_err(failed)?;
+        Ok(())
     }
 
     fn job_version(&self, name: &str) -> Result<Option<Version>, StoreError> {
@@ -362,6 +421,9 @@ impl<'txn> Tables<'txn> {
                     self.jobs.remove(name.as_bytes()).map_err(failed)?;
                     self.delete_executions(name.as_bytes())
                         .map_err(OpError::Failed)?;
+                    // A job re-created with the same name starts with no fire history.
+                    self.ledger.remove(name.as_bytes()).map_err(failed)?;
+                    self.missed.remove(name.as_bytes()).map_err(failed)?;
                 }
             }
         }

@@ -3,9 +3,11 @@
 //!
 //! Backends map their client errors into [`StoreError`] and never leak client types.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rkron_core::{Execution, Job};
 
 pub mod memory;
@@ -41,7 +43,8 @@ pub enum Expect {
 pub enum JobOp {
     /// Creates or replaces a job.
     Put { job: Job, expect: Expect },
-    /// Deletes a job and every execution of exactly that job.
+    /// Deletes a job, every execution of exactly that job, its fire ledger entry and its missed
+    /// fires, so a job later created with the same name starts clean.
     Delete { name: String, expect: Expect },
 }
 
@@ -51,6 +54,34 @@ pub struct JobPage {
     pub jobs: Vec<Job>,
     /// Number of jobs in the store.
     pub total: usize,
+}
+
+/// Missed fires of one job: how many, and the most recent instants (ascending, at most
+/// [`MISSED_KEPT`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissedFires {
+    /// Every missed fire ever recorded for the job, including those not kept in `recent`.
+    pub total: u64,
+    /// The newest missed instants, ascending, without duplicates.
+    pub recent: Vec<DateTime<Utc>>,
+}
+
+/// How many missed instants are kept per job.
+pub const MISSED_KEPT: usize = 100;
+
+impl MissedFires {
+    /// Adds missed fires as [`Store::record_missed`] describes: `total` grows by
+    /// `instants.len() + uncounted` (saturating), and `recent` keeps the newest [`MISSED_KEPT`]
+    /// of the old and new instants, deduplicated and ascending. Every backend merges with it.
+    pub fn record(&mut self, instants: &[DateTime<Utc>], uncounted: u64) {
+        let counted = u64::try_from(instants.len()).unwrap_or(u64::MAX);
+        self.total = self.total.saturating_add(counted).saturating_add(uncounted);
+        self.recent.extend_from_slice(instants);
+        self.recent.sort_unstable();
+        self.recent.dedup();
+        let excess = self.recent.len().saturating_sub(MISSED_KEPT);
+        self.recent.drain(..excess);
+    }
 }
 
 /// Why a store operation failed.
@@ -134,4 +165,26 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Writes a small cluster-wide setting durably.
     async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Records dispatched fires in the fire ledger: for each `(job, scheduled_at)`, the job's
+    /// entry becomes the later of its current value and `scheduled_at` (never moves back). One
+    /// atomic, durable write for the whole slice (it is called once per scheduler tick with every
+    /// fire of the tick, possibly 10,000 entries).
+    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// Reads the whole fire ledger: job → latest dispatched scheduled instant.
+    async fn fire_ledger(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError>;
+
+    /// Records missed fires of a job: `total` grows by `instants.len() + uncounted`; `recent`
+    /// keeps the newest [`MISSED_KEPT`] of the old and new instants (deduplicated, ascending).
+    /// Recording for a job that does not exist is a no-op (`Ok`).
+    async fn record_missed(
+        &self,
+        job: &str,
+        instants: &[DateTime<Utc>],
+        uncounted: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Reads a job's missed fires (the default when none were recorded).
+    async fn missed_fires(&self, job: &str) -> Result<MissedFires, StoreError>;
 }

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Execution, Job, group_status};
 
-use crate::{Expect, JobOp, JobPage, Store, StoreError, Version, Versioned};
+use crate::{Expect, JobOp, JobPage, MissedFires, Store, StoreError, Version, Versioned};
 
 /// An execution's key: job name, `started_at` as Unix nanoseconds, node name.
 ///
@@ -35,6 +36,10 @@ struct State {
     /// Running executions as `(started nanos, job, node)`, oldest first.
     running: BTreeSet<(i64, String, String)>,
     meta: BTreeMap<String, String>,
+    /// The fire ledger: job → latest dispatched scheduled instant.
+    ledger: BTreeMap<String, DateTime<Utc>>,
+    /// Missed fires by job; only jobs with at least one recorded.
+    missed: BTreeMap<String, MissedFires>,
 }
 
 impl MemoryStore {
@@ -209,6 +214,8 @@ impl Store for MemoryStore {
                 JobOp::Delete { name, .. } => {
                     state.jobs.remove(&name);
                     state.delete_executions(&name);
+                    state.ledger.remove(&name);
+                    state.missed.remove(&name);
                 }
             }
         }
@@ -319,5 +326,44 @@ impl Store for MemoryStore {
     async fn put_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.lock().meta.insert(key.to_owned(), value.to_owned());
         Ok(())
+    }
+
+    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (job, scheduled_at) in fires {
+            match state.ledger.get_mut(job) {
+                Some(latest) => *latest = (*latest).max(*scheduled_at),
+                None => {
+                    state.ledger.insert(job.clone(), *scheduled_at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fire_ledger(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        Ok(self.lock().ledger.clone())
+    }
+
+    async fn record_missed(
+        &self,
+        job: &str,
+        instants: &[DateTime<Utc>],
+        uncounted: u64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if !state.jobs.contains_key(job) || (instants.is_empty() && uncounted == 0) {
+            return Ok(());
+        }
+        state
+            .missed
+            .entry(job.to_owned())
+            .or_default()
+            .record(instants, uncounted);
+        Ok(())
+    }
+
+    async fn missed_fires(&self, job: &str) -> Result<MissedFires, StoreError> {
+        Ok(self.lock().missed.get(job).cloned().unwrap_or_default())
     }
 }

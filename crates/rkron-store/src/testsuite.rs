@@ -4,13 +4,14 @@
 //! naming the check and the broken expectation. The checks are public so a backend may also run
 //! one alone while debugging.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rkron_core::{Execution, Job, JobStatus};
 
-use crate::{Expect, JobOp, Store, StoreError, Version};
+use crate::{Expect, JobOp, MISSED_KEPT, MissedFires, Store, StoreError, Version};
 
 /// Runs every conformance check, each on a fresh store built by `factory`.
 ///
@@ -39,6 +40,11 @@ where
     output_is_loaded_only_when_asked(&factory().await).await;
     running_executions_are_indexed(&factory().await).await;
     meta_round_trips(&factory().await).await;
+    fire_ledger_keeps_the_latest_per_job(&factory().await).await;
+    fire_ledger_takes_a_tick_of_ten_thousand_fires(&factory().await).await;
+    missed_fires_count_and_keep_the_newest(&factory().await).await;
+    missed_fires_of_a_missing_job_are_not_recorded(&factory().await).await;
+    delete_job_clears_exactly_its_fire_history(&factory().await).await;
     concurrent_commits_never_lose_updates(Arc::new(factory().await)).await;
 }
 
@@ -963,4 +969,360 @@ pub async fn concurrent_commits_never_lose_updates<S: Store>(store: Arc<S>) {
         .expect("get_job")
         .expect("stored");
     assert_eq!(stored.value.success_count, TASKS, "{check}: lost updates");
+}
+
+async fn record_fires<S: Store>(store: &S, fires: &[(&str, DateTime<Utc>)], check: &str) {
+    let fires: Vec<(String, DateTime<Utc>)> = fires
+        .iter()
+        .map(|(job, scheduled_at)| ((*job).to_owned(), *scheduled_at))
+        .collect();
+    if let Err(error) = store.record_fires(&fires).await {
+        panic!("{check}: record_fires failed: {error}");
+    }
+}
+
+async fn ledger_of<S: Store>(store: &S, check: &str) -> BTreeMap<String, DateTime<Utc>> {
+    store
+        .fire_ledger()
+        .await
+        .unwrap_or_else(|e| panic!("{check}: fire_ledger: {e}"))
+}
+
+fn ledger(entries: &[(&str, DateTime<Utc>)]) -> BTreeMap<String, DateTime<Utc>> {
+    entries
+        .iter()
+        .map(|(job, scheduled_at)| ((*job).to_owned(), *scheduled_at))
+        .collect()
+}
+
+async fn record_missed<S: Store>(
+    store: &S,
+    job: &str,
+    instants: &[DateTime<Utc>],
+    uncounted: u64,
+    check: &str,
+) {
+    if let Err(error) = store.record_missed(job, instants, uncounted).await {
+        panic!("{check}: record_missed({job}) failed: {error}");
+    }
+}
+
+async fn missed_of<S: Store>(store: &S, job: &str, check: &str) -> MissedFires {
+    store
+        .missed_fires(job)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: missed_fires({job}): {e}"))
+}
+
+fn missed(total: u64, seconds: impl IntoIterator<Item = i64>) -> MissedFires {
+    MissedFires {
+        total,
+        recent: seconds.into_iter().map(instant).collect(),
+    }
+}
+
+/// The fire ledger starts empty and keeps, per job, the latest instant ever recorded: across
+/// calls and within one call, to the nanosecond, before 1970 too.
+pub async fn fire_ledger_keeps_the_latest_per_job<S: Store>(store: &S) {
+    let check = "fire_ledger_keeps_the_latest_per_job";
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[]),
+        "{check}: a new store has an empty ledger"
+    );
+    record_fires(store, &[], check).await;
+    assert!(
+        ledger_of(store, check).await.is_empty(),
+        "{check}: recording no fires"
+    );
+
+    let precise = instant(10) + TimeDelta::nanoseconds(123_456_789);
+    let before_1970 = instant(-1_800_000_000);
+    record_fires(
+        store,
+        &[
+            ("a", instant(7)),
+            ("b", instant(5)),
+            ("a", precise),
+            ("a", instant(3)),
+            ("old", before_1970),
+        ],
+        check,
+    )
+    .await;
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[("a", precise), ("b", instant(5)), ("old", before_1970)]),
+        "{check}: the latest fire of each job within one call"
+    );
+
+    record_fires(
+        store,
+        &[
+            ("a", instant(10)),
+            ("b", instant(20)),
+            ("c", instant(1)),
+            ("old", before_1970 - TimeDelta::seconds(1)),
+        ],
+        check,
+    )
+    .await;
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[
+            ("a", precise),
+            ("b", instant(20)),
+            ("c", instant(1)),
+            ("old", before_1970),
+        ]),
+        "{check}: entries move forward across calls, never back"
+    );
+    record_fires(store, &[("a", precise)], check).await;
+    assert_eq!(
+        ledger_of(store, check).await.get("a"),
+        Some(&precise),
+        "{check}: the same instant again"
+    );
+    assert!(
+        job_names(store, check).await.is_empty(),
+        "{check}: recording fires creates no job"
+    );
+}
+
+/// One call records a whole tick of 10,000 fires (some jobs twice) atomically.
+pub async fn fire_ledger_takes_a_tick_of_ten_thousand_fires<S: Store>(store: &S) {
+    let check = "fire_ledger_takes_a_tick_of_ten_thousand_fires";
+    const FIRES: i64 = 10_000;
+    let name = |index: i64| format!("job-{index:05}");
+    let first: Vec<(String, DateTime<Utc>)> = (0..FIRES)
+        .map(|index| (name(index), instant(index)))
+        .collect();
+    store
+        .record_fires(&first)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: record_fires of {FIRES}: {e}"));
+    let expected: BTreeMap<String, DateTime<Utc>> = first.iter().cloned().collect();
+    assert_eq!(
+        ledger_of(store, check).await,
+        expected,
+        "{check}: every fire of the tick"
+    );
+
+    // The next tick: even jobs move on, odd ones carry an older instant; the last 100 jobs of
+    // the first tick appear twice, the later of the two counting.
+    let mut second: Vec<(String, DateTime<Utc>)> = (0..FIRES)
+        .map(|index| {
+            let offset = if index % 2 == 0 { FIRES } else { -FIRES };
+            (name(index), instant(index + offset))
+        })
+        .collect();
+    second.extend((FIRES - 100..FIRES).map(|index| (name(index), instant(index + 3 * FIRES))));
+    store
+        .record_fires(&second)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: record_fires of {}: {e}", second.len()));
+    let expected: BTreeMap<String, DateTime<Utc>> = (0..FIRES)
+        .map(|index| {
+            let latest = if index >= FIRES - 100 {
+                index + 3 * FIRES
+            } else if index % 2 == 0 {
+                index + FIRES
+            } else {
+                index
+            };
+            (name(index), instant(latest))
+        })
+        .collect();
+    assert_eq!(
+        ledger_of(store, check).await,
+        expected,
+        "{check}: the second tick moves entries forward only"
+    );
+}
+
+/// `record_missed` adds every instant and the uncounted ones to the total and keeps the newest
+/// [`MISSED_KEPT`] distinct instants, ascending; an unknown job reads as the default.
+pub async fn missed_fires_count_and_keep_the_newest<S: Store>(store: &S) {
+    let check = "missed_fires_count_and_keep_the_newest";
+    assert_eq!(
+        missed_of(store, "unknown", check).await,
+        MissedFires::default(),
+        "{check}: nothing recorded for a job that does not exist"
+    );
+    commit(
+        store,
+        vec![
+            put(job("late"), Expect::Absent),
+            put(job("lat"), Expect::Absent),
+        ],
+        check,
+    )
+    .await;
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        MissedFires::default(),
+        "{check}: nothing recorded yet"
+    );
+
+    record_missed(
+        store,
+        "late",
+        &[instant(3), instant(1), instant(2)],
+        5,
+        check,
+    )
+    .await;
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        missed(8, [1, 2, 3]),
+        "{check}: instants sorted, uncounted added to the total"
+    );
+
+    record_missed(
+        store,
+        "late",
+        &[instant(2), instant(4), instant(4)],
+        0,
+        check,
+    )
+    .await;
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        missed(11, [1, 2, 3, 4]),
+        "{check}: duplicates are kept once, yet counted"
+    );
+
+    record_missed(store, "late", &[], 7, check).await;
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        missed(18, [1, 2, 3, 4]),
+        "{check}: uncounted alone"
+    );
+    record_missed(store, "late", &[], 0, check).await;
+    assert_eq!(
+        missed_of(store, "late", check).await.total,
+        18,
+        "{check}: recording nothing"
+    );
+
+    // 150 newer instants, newest first: only the newest MISSED_KEPT of all remain.
+    let many: Vec<DateTime<Utc>> = (10..160).rev().map(instant).collect();
+    record_missed(store, "late", &many, 0, check).await;
+    let kept = i64::try_from(MISSED_KEPT).expect("MISSED_KEPT fits an i64");
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        missed(168, 160 - kept..160),
+        "{check}: the newest {MISSED_KEPT}, ascending"
+    );
+
+    // An instant older than every kept one is counted but not kept.
+    let precise = instant(200) + TimeDelta::nanoseconds(1);
+    record_missed(store, "late", &[instant(0), precise], 0, check).await;
+    let mut expected = missed(170, 161 - kept..160);
+    expected.recent.push(precise);
+    assert_eq!(
+        missed_of(store, "late", check).await,
+        expected,
+        "{check}: older instants drop out first"
+    );
+    assert_eq!(
+        missed_of(store, "lat", check).await,
+        MissedFires::default(),
+        "{check}: another job"
+    );
+}
+
+/// `record_missed` for a job that does not exist succeeds and stores nothing, not even for a
+/// job created later with that name.
+pub async fn missed_fires_of_a_missing_job_are_not_recorded<S: Store>(store: &S) {
+    let check = "missed_fires_of_a_missing_job_are_not_recorded";
+    record_missed(store, "ghost", &[instant(1)], 3, check).await;
+    assert_eq!(
+        missed_of(store, "ghost", check).await,
+        MissedFires::default(),
+        "{check}: recorded for a missing job"
+    );
+    assert!(
+        job_names(store, check).await.is_empty(),
+        "{check}: job created"
+    );
+    commit(store, vec![put(job("ghost"), Expect::Absent)], check).await;
+    assert_eq!(
+        missed_of(store, "ghost", check).await,
+        MissedFires::default(),
+        "{check}: the earlier record surfaced once the job exists"
+    );
+    record_missed(store, "ghost", &[instant(1)], 3, check).await;
+    assert_eq!(
+        missed_of(store, "ghost", check).await,
+        missed(4, [1]),
+        "{check}: recorded once the job exists"
+    );
+}
+
+/// Deleting job `foo` removes its ledger entry and missed fires, never those of `foobar` or
+/// `fo`; `delete_executions` keeps them; a re-created `foo` starts clean.
+pub async fn delete_job_clears_exactly_its_fire_history<S: Store>(store: &S) {
+    let check = "delete_job_clears_exactly_its_fire_history";
+    let names = ["fo", "foo", "foo-bar", "foobar"];
+    commit(
+        store,
+        names.map(|name| put(job(name), Expect::Absent)).into(),
+        check,
+    )
+    .await;
+    let fires: Vec<(&str, DateTime<Utc>)> = names.iter().map(|name| (*name, instant(9))).collect();
+    record_fires(store, &fires, check).await;
+    for name in names {
+        record_missed(store, name, &[instant(1), instant(2)], 1, check).await;
+    }
+
+    store
+        .delete_executions("foo")
+        .await
+        .expect("delete_executions");
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&fires),
+        "{check}: delete_executions touched the ledger"
+    );
+    assert_eq!(
+        missed_of(store, "foo", check).await,
+        missed(3, [1, 2]),
+        "{check}: delete_executions touched the missed fires"
+    );
+
+    commit(store, vec![delete("foo", Expect::Any)], check).await;
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[
+            ("fo", instant(9)),
+            ("foo-bar", instant(9)),
+            ("foobar", instant(9)),
+        ]),
+        "{check}: exactly foo's ledger entry goes"
+    );
+    assert_eq!(
+        missed_of(store, "foo", check).await,
+        MissedFires::default(),
+        "{check}: foo's missed fires remain"
+    );
+    for name in ["fo", "foo-bar", "foobar"] {
+        assert_eq!(
+            missed_of(store, name, check).await,
+            missed(3, [1, 2]),
+            "{check}: deleting foo touched the missed fires of {name}"
+        );
+    }
+
+    commit(store, vec![put(job("foo"), Expect::Absent)], check).await;
+    assert!(
+        !ledger_of(store, check).await.contains_key("foo"),
+        "{check}: a re-created foo has a stale ledger entry"
+    );
+    assert_eq!(
+        missed_of(store, "foo", check).await,
+        MissedFires::default(),
+        "{check}: a re-created foo has stale missed fires"
+    );
 }

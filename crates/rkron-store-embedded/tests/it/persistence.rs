@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use rkron_store::testsuite::{execution, job};
-use rkron_store::{Expect, JobOp, Store};
+use chrono::TimeDelta;
+use rkron_store::testsuite::{execution, instant, job};
+use rkron_store::{Expect, JobOp, MissedFires, Store};
 use rkron_store_embedded::EmbeddedStore;
 
 use crate::child::{self, WRITE_UNTIL_KILLED};
@@ -48,6 +49,50 @@ async fn reopening_keeps_jobs_executions_settings_and_versions() {
     store.close().await.unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.list_jobs().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_fire_ledger_and_missed_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store
+        .commit_jobs(vec![JobOp::Put {
+            job: job("late"),
+            expect: Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    let precise = instant(5) + TimeDelta::nanoseconds(7);
+    let fires: Vec<_> = (0..1_000)
+        .map(|index| (format!("job-{index:04}"), instant(index)))
+        .chain([("late".to_owned(), precise)])
+        .collect();
+    store.record_fires(&fires).await.unwrap();
+    store
+        .record_missed("late", &[instant(2), instant(1)], 4)
+        .await
+        .unwrap();
+    let ledger = store.fire_ledger().await.unwrap();
+    assert_eq!(ledger.len(), 1_001);
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.fire_ledger().await.unwrap(), ledger);
+    assert_eq!(ledger.get("late"), Some(&precise));
+    let missed = MissedFires {
+        total: 6,
+        recent: vec![instant(1), instant(2)],
+    };
+    assert_eq!(store.missed_fires("late").await.unwrap(), missed);
+    // Entries keep moving forward only after a reopen.
+    store
+        .record_fires(&[("late".to_owned(), instant(4))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.fire_ledger().await.unwrap(), ledger);
+    assert_eq!(store.missed_fires("late").await.unwrap(), missed);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod catchup;
 mod executions;
 mod getting_started;
 mod lifecycle;
