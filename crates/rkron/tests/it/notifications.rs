@@ -165,3 +165,100 @@ async fn files_processor_replaces_the_stored_output_with_the_log_path() {
             .contains("to-a-file")
     );
 }
+
+/// A real SMTP server: Python's standard-library `smtpd` (Python 3.11), writing each received
+/// message and its recipients to `dir`.
+fn python_smtp_sink(port: u16, dir: &std::path::Path) -> std::process::Child {
+    let script = r#"
+import os, sys, warnings
+warnings.simplefilter("ignore")
+port, out = int(sys.argv[1]), sys.argv[2]
+def save(rcpttos, data):
+    n = len([f for f in os.listdir(out) if f.endswith(".eml")])
+    with open(os.path.join(out, "%d.rcpt" % n), "w") as f:
+        f.write(",".join(rcpttos))
+    with open(os.path.join(out, "%d.eml" % n), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+try:
+    import asyncore, smtpd  # Python <= 3.11 standard library
+    class Sink(smtpd.SMTPServer):
+        def process_message(self, peer, mailfrom, rcpttos, data, **kw):
+            save(rcpttos, data)
+    Sink(("127.0.0.1", port), None, decode_data=False)
+    asyncore.loop()
+except ImportError:  # Python >= 3.12: aiosmtpd from PyPI (scripts/test installs it)
+    import time
+    from aiosmtpd.controller import Controller
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            save(envelope.rcpt_tos, envelope.original_content)
+            return "250 OK"
+    Controller(Handler(), hostname="127.0.0.1", port=port).start()
+    while True:
+        time.sleep(3600)
+"#;
+    std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 is needed for the SMTP test (scripts/test checks for it)")
+}
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server_with_subject_recipients_and_rendered_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let mut sink = python_smtp_sink(port, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await,
+        "the SMTP sink did not start"
+    );
+    let server = Server::start(&[
+        "--mail-host",
+        "127.0.0.1",
+        "--mail-port",
+        &port.to_string(),
+        "--mail-from",
+        "rkron@example.com",
+        "--mail-subject-prefix",
+        "[Test]",
+        "--mail-payload",
+        "Job {{.JobName}} finished with status {{.Success}} on {{.NodeName}}: {{.Output}}",
+    ])
+    .await;
+    let mut job = shell_job("mailed", "echo test-output");
+    job["owner_email"] = json!("cron@job.com");
+    job["notify_email"] = json!("ops@example.com");
+    server.create_job_ok(&job).await;
+    assert_eq!(server.http_post("/v1/jobs/mailed/run").await.status, 200);
+    let d = dir.path().to_owned();
+    let arrived = wait_until(Duration::from_secs(10), || {
+        let d = d.clone();
+        async move { d.join("0.eml").exists() }
+    })
+    .await;
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(arrived, "no e-mail arrived\n{}", server.log_text());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let message = std::fs::read_to_string(dir.path().join("0.eml")).unwrap();
+    let recipients = std::fs::read_to_string(dir.path().join("0.rcpt")).unwrap();
+    assert!(
+        recipients.contains("cron@job.com") && recipients.contains("ops@example.com"),
+        "{recipients}"
+    );
+    assert!(message.contains("From: rkron@example.com"), "{message}");
+    assert!(
+        message.contains("Subject: [Test]Success mailed execution report"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Job mailed finished with status true on test-node: test-output"),
+        "{message}"
+    );
+}

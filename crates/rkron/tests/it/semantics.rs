@@ -365,3 +365,100 @@ async fn cli_runs_kills_backs_up_and_restores() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
+
+#[tokio::test]
+async fn ephemeral_jobs_are_deleted_after_a_successful_run_and_kept_after_a_failure() {
+    let server = Server::start(&[]).await;
+    let mut ok = shell_job("once", "echo bye");
+    ok["ephemeral"] = json!(true);
+    server.create_job_ok(&ok).await;
+    let mut bad = shell_job("stays", "exit 3");
+    bad["ephemeral"] = json!(true);
+    server.create_job_ok(&bad).await;
+    assert_eq!(server.http_post("/v1/jobs/once/run").await.status, 200);
+    assert_eq!(
+        server
+            .http_post("/v1/jobs/stays/run?wait=true")
+            .await
+            .status,
+        200
+    );
+    let client = server.client.clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let c = client.clone();
+            async move { c.get_job("once").await.is_err() }
+        })
+        .await,
+        "the ephemeral job was not deleted after its success"
+    );
+    assert_eq!(
+        server.http_get("/v1/jobs/stays").await.status,
+        200,
+        "a failed ephemeral job stays"
+    );
+}
+
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // schedules relative to the real clock
+async fn at_runs_once_starts_at_and_expires_at_bound_the_schedule() {
+    let server = Server::start(&[]).await;
+    let at = (Utc::now() + chrono::TimeDelta::seconds(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut once = shell_job("at-once", "echo at");
+    once["schedule"] = json!(format!("@at {at}"));
+    let created = server.create_job_ok(&once).await;
+    assert_eq!(created["next"], at.as_str());
+    let list = server
+        .wait_finished_executions("at-once", 1, Duration::from_secs(6))
+        .await;
+    assert_eq!(list[0]["scheduled_at"], at.as_str());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server
+            .http_get("/v1/jobs/at-once/executions")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        server.http_get("/v1/jobs/at-once").await.json()["next"],
+        "0001-01-01T00:00:00Z"
+    );
+
+    let later = Utc::now() + chrono::TimeDelta::hours(1);
+    let mut future = shell_job("not-yet", "echo early");
+    future["schedule"] = json!("@every 1s");
+    future["starts_at"] = json!(later.to_rfc3339());
+    let created = server.create_job_ok(&future).await;
+    assert!(
+        time(&created["next"]) >= later - chrono::TimeDelta::seconds(1),
+        "{created}"
+    );
+
+    let mut expired = shell_job("expired", "echo late");
+    expired["schedule"] = json!("@every 1s");
+    expired["expires_at"] = json!((Utc::now() - chrono::TimeDelta::minutes(1)).to_rfc3339());
+    let created = server.create_job_ok(&expired).await;
+    assert_eq!(created["next"], "0001-01-01T00:00:00Z");
+
+    let mut manual = shell_job("by-hand", "echo hand");
+    manual["schedule"] = json!("@manually");
+    server.create_job_ok(&manual).await;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for name in ["not-yet", "expired", "by-hand"] {
+        let n = server
+            .http_get(&format!("/v1/jobs/{name}/executions"))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(n, 0, "{name} ran outside its window");
+    }
+}
