@@ -152,9 +152,11 @@ async fn run_once(
         return Some(failed);
     }
     let mut last = None;
+    let mut started: Option<Execution> = None;
     while let Some(event) = rx.recv().await {
         match event {
             RunEvent::Started(e, output) => {
+                started = Some(e.clone());
                 if inner.notifier.has_pre_webhook() {
                     let (inner2, job2, e2) = (inner.clone(), job.clone(), e.clone());
                     inner.tasks.spawn(async move {
@@ -166,8 +168,14 @@ async fn run_once(
                     active.insert(
                         id,
                         ActiveRun {
+                            report_by: crate::watchdog::report_by(
+                                job,
+                                e.started_at,
+                                inner.config.report_margin,
+                            ),
                             execution: e.clone(),
                             output,
+                            kill_sent: false,
                         },
                     );
                 }
@@ -180,9 +188,30 @@ async fn run_once(
                 }
             }
             RunEvent::Finished(e) => {
-                if let Ok(mut active) = inner.active.lock() {
-                    active.remove(&e.id());
+                // Whoever takes the run out of the active set records it, exactly once: here,
+                // or the watchdog when the node never reported.
+                let ours = inner.active.lock().map(|mut a| a.remove(&e.id()).is_some());
+                if ours.unwrap_or(false) {
+                    record_finished(inner, job, e.clone()).await;
+                } else {
+                    tracing::warn!(job = %e.job_name, execution = %e.id(), "late report of an execution the watchdog already failed; ignored");
                 }
+                last = Some(e);
+            }
+        }
+    }
+    if last.is_none() {
+        // The node's stream ended without a final report (the node died or the connection
+        // broke): the run is failed now rather than left "running".
+        if let Some(mut e) = started {
+            let ours = inner.active.lock().map(|mut a| a.remove(&e.id()).is_some());
+            if ours.unwrap_or(false) {
+                e.finished_at = Some(inner.clock.now());
+                e.success = false;
+                e.output = format!(
+                    "rkron: the connection to node {} ended before the execution reported its result",
+                    e.node_name
+                );
                 record_finished(inner, job, e.clone()).await;
                 last = Some(e);
             }
@@ -192,7 +221,7 @@ async fn run_once(
 }
 
 /// Stores a finished execution, then follows up: children on a successful group, ephemeral deletion.
-async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
+pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
     // Processors see every finished attempt before it is stored, as in Dkron.
     let execution = if job.processors.is_empty() {
         execution

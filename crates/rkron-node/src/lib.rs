@@ -19,6 +19,7 @@ mod error;
 mod jobs;
 mod member;
 mod scheduler;
+mod watchdog;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,9 @@ pub struct NodeConfig {
     pub shutdown_grace_period: Duration,
     /// The software version shown in tags and `/v1`.
     pub version: String,
+    /// How long past its timeout a run may go without a final report before the watchdog
+    /// kills it, and again before it is recorded as failed.
+    pub report_margin: Duration,
 }
 
 impl NodeConfig {
@@ -77,6 +81,7 @@ impl NodeConfig {
             execution_retention: 100,
             shutdown_grace_period: Duration::from_secs(2),
             version: env!("CARGO_PKG_VERSION").into(),
+            report_margin: Duration::from_secs(1),
         }
     }
 }
@@ -89,6 +94,11 @@ const META_PAUSED: &str = "paused";
 struct ActiveRun {
     execution: Execution,
     output: OutputBuffer,
+    /// When the run must have reported by: its executor timeout plus a margin; `None` when the
+    /// job sets no timeout (a run may legitimately take forever).
+    report_by: Option<DateTime<Utc>>,
+    /// Whether the watchdog already asked the node to kill it.
+    kill_sent: bool,
 }
 
 #[derive(Debug)]
@@ -153,6 +163,18 @@ impl Node {
         plugins: Plugins,
         clock: Arc<dyn Clock>,
     ) -> Result<NodeHandle, NodeError> {
+        Self::start_with_runner(config, store, plugins, clock, None).await
+    }
+
+    /// Starts a node whose runs go through `runner` instead of this node's own agent (the
+    /// cluster's RPC runner; tests use a runner whose node never answers).
+    pub async fn start_with_runner(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        plugins: Plugins,
+        clock: Arc<dyn Clock>,
+        runner: Option<Arc<dyn AgentRunner>>,
+    ) -> Result<NodeHandle, NodeError> {
         let rpc_addr = format!("{}:{}", config.advertise_ip, config.rpc_port);
         let tags = node_tags(
             &config.tags,
@@ -177,7 +199,7 @@ impl Node {
         let agent = LocalAgent::new(config.node_name.clone(), plugins.executors, clock.clone());
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            runner: Arc::new(agent.clone()),
+            runner: runner.unwrap_or_else(|| Arc::new(agent.clone())),
             processors: plugins.processors,
             notifier: plugins.notifier,
             agent,
@@ -199,6 +221,9 @@ impl Node {
         let scheduler = scheduler::Scheduler::new(inner.clone());
         let token = inner.shutdown.child_token();
         inner.tasks.spawn(scheduler.run(jobs, scheduler_rx, token));
+        inner
+            .tasks
+            .spawn(watchdog::run(inner.clone(), inner.shutdown.child_token()));
         Ok(handle)
     }
 }

@@ -99,6 +99,7 @@ fn node_config(config: &AgentConfig) -> NodeConfig {
         execution_retention: config.execution_retention,
         shutdown_grace_period: config.shutdown_grace_period,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        report_margin: std::time::Duration::from_secs(30),
     }
 }
 
