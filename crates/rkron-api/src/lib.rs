@@ -13,18 +13,34 @@ use rkron_node::NodeHandle;
 
 pub use error::ApiError;
 
+/// Renders the Prometheus text exposition of the process's metrics.
+pub type MetricsRender = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Options of the HTTP API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiOptions {
+    /// Serves `GET /metrics` when set (Dkron's `enable-prometheus`).
+    pub metrics: Option<MetricsRender>,
     /// Largest accepted job body, in bytes (larger answers 413).
     pub max_body: usize,
     /// Largest accepted restore upload, in bytes.
     pub restore_max_body: usize,
 }
 
+impl std::fmt::Debug for ApiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("metrics", &self.metrics.is_some())
+            .field("max_body", &self.max_body)
+            .field("restore_max_body", &self.restore_max_body)
+            .finish()
+    }
+}
+
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
+            metrics: None,
             max_body: 1024 * 1024,
             restore_max_body: 64 * 1024 * 1024,
         }
@@ -98,8 +114,15 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
             layers::whom_and_pretty,
         ))
         .layer(layers::cors());
-    Router::new()
-        .route("/health", get(h::health))
-        .merge(v1)
-        .with_state(state)
+    let mut root = Router::new().route("/health", get(h::health));
+    if let Some(render) = options.metrics.clone() {
+        root = root.route(
+            "/metrics",
+            get(move || {
+                let text = render();
+                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+            }),
+        );
+    }
+    root.merge(v1).with_state(state)
 }

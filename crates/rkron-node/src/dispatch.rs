@@ -239,6 +239,13 @@ pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, executio
     } else {
         false
     };
+    // Dkron's metric names, so existing dashboards keep working.
+    let outcome = if execution.success {
+        "dkron_job_executions_succeeded_total"
+    } else {
+        "dkron_job_executions_failed_total"
+    };
+    metrics::counter!(outcome, "job_name" => execution.job_name.clone()).increment(1);
     let stored = match inner
         .store
         .finish_execution(&execution, inner.config.execution_retention)
@@ -264,6 +271,8 @@ pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, executio
             };
             let report = inner2.notifier.execution_done(&job2, &execution2, &group, previous_failed).await;
             if report.failed > 0 {
+                metrics::counter!("rkron_notifications_failed_total", "job_name" => job2.name.clone())
+                    .increment(u64::from(report.failed));
                 tracing::warn!(job = %job2.name, failed = report.failed, errors = ?report.errors, "notifications failed");
             }
         });

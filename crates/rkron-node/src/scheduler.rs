@@ -169,6 +169,7 @@ impl Scheduler {
             to_fire.push((job, d.scheduled_at));
         }
         self.record_fires(&ledger).await;
+        metrics::counter!("rkron_fires_total").increment(to_fire.len() as u64);
         for (job, at) in to_fire {
             crate::dispatch::fire(&self.inner, job, Some(at));
         }
@@ -183,6 +184,9 @@ impl Scheduler {
     }
 
     fn record_missed(&self, job: &str, instants: Vec<DateTime<Utc>>, uncounted: u64) {
+        let count = instants.len() as u64 + uncounted;
+        metrics::counter!("rkron_missed_fires_total", "job_name" => job.to_owned())
+            .increment(count);
         let (store, job) = (self.inner.store.clone(), job.to_owned());
         self.inner.tasks.spawn(async move {
             if let Err(e) = store.record_missed(&job, &instants, uncounted).await {

@@ -117,6 +117,18 @@ pub async fn run(
                 .to_owned(),
         ));
     }
+    // The recorder goes in first, so the catch-up at start-up is counted too.
+    let metrics = if config.enable_prometheus {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| {
+                AgentError::Unsupported(format!("cannot start Prometheus metrics: {e}"))
+            })?;
+        let render: rkron_api::MetricsRender = Arc::new(move || handle.render());
+        Some(render)
+    } else {
+        None
+    };
     let store = store_from_config(&config)?;
     let clock = Arc::new(SystemClock);
     let plugins = Plugins {
@@ -151,6 +163,7 @@ pub async fn run(
         .unwrap_or_default();
     tracing::info!(node = %config.node_name, http = %local, data_dir = %config.data_dir.display(), "rkron server started; HTTP API listening on {local}");
     let options = ApiOptions {
+        metrics,
         max_body: config.http_max_body,
         restore_max_body: config.restore_max_body,
     };

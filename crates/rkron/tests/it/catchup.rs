@@ -36,7 +36,7 @@ async fn scheduled_instants(server: &Server, name: &str) -> Vec<DateTime<Utc>> {
 #[tokio::test]
 #[allow(clippy::disallowed_methods)] // compares the server's instants with the real clock
 async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest() {
-    let mut server = Server::start(&[]).await;
+    let mut server = Server::start(&["--enable-prometheus"]).await;
     server.create_job_ok(&job("lenient", "")).await;
     server.create_job_ok(&job("strict", "1ms")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -84,6 +84,11 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     let missed = server.http_get("/v1/jobs/strict/missed").await.json();
     let total = missed["total"].as_u64().unwrap();
     assert!((5..=7).contains(&total), "about 30/5 missed: {missed}");
+    let metrics = server.http_get("/metrics").await.text;
+    assert!(
+        metrics.contains(&format!(r#"rkron_missed_fires_total{{job_name="strict"}} {total}"#)),
+        "missed fires are counted in metrics: {metrics}"
+    );
 
     // Scheduling goes on after the catch-up.
     tokio::time::sleep(Duration::from_secs(5)).await;

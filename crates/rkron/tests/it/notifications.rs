@@ -262,3 +262,39 @@ async fn email_reaches_a_real_smtp_server_with_subject_recipients_and_rendered_b
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_executions_with_dkron_names() {
+    let off = Server::start(&[]).await;
+    assert_eq!(
+        off.http_get("/metrics").await.status,
+        404,
+        "off unless enable-prometheus"
+    );
+    let server = Server::start(&["--enable-prometheus"]).await;
+    server.create_job_ok(&shell_job("counted", "true")).await;
+    server.create_job_ok(&shell_job("broken", "exit 1")).await;
+    assert_eq!(
+        server
+            .http_post("/v1/jobs/counted/run?wait=true")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .http_post("/v1/jobs/broken/run?wait=true")
+            .await
+            .status,
+        200
+    );
+    let text = server.http_get("/metrics").await.text;
+    assert!(
+        text.contains(r#"dkron_job_executions_succeeded_total{job_name="counted"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"dkron_job_executions_failed_total{job_name="broken"} 1"#),
+        "{text}"
+    );
+}
