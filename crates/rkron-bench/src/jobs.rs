@@ -1,0 +1,94 @@
+//! The jobs the scenarios store: their names, their JSON bodies, and creating many of them over
+//! HTTP with many requests in flight.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::load::{self, LoadResult};
+use crate::server::BenchServer;
+
+/// A schedule that never fires during a benchmark (midnight on January 1).
+pub(crate) const NEVER: &str = "0 0 0 1 1 *";
+
+/// The name of job `i` (counting from 1) with `prefix`: `job-000001`.
+pub(crate) fn name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:06}")
+}
+
+/// The executor of a job.
+#[derive(Debug, Clone)]
+pub(crate) enum Executor {
+    /// `shell` with `command: true`.
+    ShellTrue,
+    /// `http` with `method: GET` on `url`.
+    HttpGet(String),
+}
+
+/// The JSON body of a job named `name` with `schedule` and `executor`.
+pub(crate) fn body(name: &str, schedule: &str, executor: &Executor) -> Vec<u8> {
+    let (executor, config) = match executor {
+        Executor::ShellTrue => ("shell", json!({ "command": "true" })),
+        Executor::HttpGet(url) => ("http", json!({ "method": "GET", "url": url })),
+    };
+    serde_json::to_vec(&json!({
+        "name": name,
+        "schedule": schedule,
+        "executor": executor,
+        "executor_config": config,
+    }))
+    .expect("a JSON value always serializes")
+}
+
+/// Creates jobs `prefix-000001` … `prefix-<count>` with `POST /v1/jobs`, `concurrency` requests
+/// in flight; each must answer 201 (or 200).
+pub(crate) async fn create(
+    server: &BenchServer,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    schedule: &str,
+    executor: &Executor,
+) -> LoadResult {
+    let http = server.http().clone();
+    let url = Arc::new(server.url("/v1/jobs"));
+    let prefix = Arc::new(prefix.to_owned());
+    let schedule = Arc::new(schedule.to_owned());
+    let executor = Arc::new(executor.clone());
+    load::drive(count, concurrency, move |i| {
+        let body = body(&name(&prefix, i + 1), &schedule, &executor);
+        let request = http
+            .post(url.as_str())
+            .header("content-type", "application/json")
+            .body(body);
+        async move { load::send(request, &[200, 201]).await.map(|_| ()) }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_zero_padded() {
+        assert_eq!(name("job", 1), "job-000001");
+        assert_eq!(name("job", 100_000), "job-100000");
+    }
+
+    #[test]
+    fn bodies_carry_the_executor_config() {
+        let shell: serde_json::Value =
+            serde_json::from_slice(&body("a", NEVER, &Executor::ShellTrue)).unwrap();
+        assert_eq!(shell["executor"], "shell");
+        assert_eq!(shell["executor_config"]["command"], "true");
+        let http: serde_json::Value = serde_json::from_slice(&body(
+            "b",
+            "@at 2030-01-01T00:00:00Z",
+            &Executor::HttpGet("http://127.0.0.1:1/".into()),
+        ))
+        .unwrap();
+        assert_eq!(http["executor_config"]["method"], "GET");
+        assert_eq!(http["schedule"], "@at 2030-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,148 @@
+//! rkron-bench owns the benchmarks of the real `rkron` binary: startup time and memory with many
+//! stored jobs, request throughput, fire lag of the http and shell executors, and a fork baseline.
+//!
+//! Every scenario spawns `rkron agent --server` (the release binary beside this one) on a fresh
+//! data dir, drives it over HTTP and prints its figures as a table. Figures that are compared are
+//! measured side by side in the same run, because the machine is noisy.
+
+// A benchmark measures the wall clock (`Utc::now`, `std::time::Instant`) and prints its figures
+// on stdout; the workspace forbids both in product code, not in this measuring tool.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::print_stdout
+)]
+
+mod fire;
+mod jobs;
+mod load;
+mod report;
+mod requests;
+mod server;
+mod startup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::report::Section;
+
+/// Any failure of a scenario; the message says what went wrong.
+pub(crate) type BenchError = Box<dyn std::error::Error + Send + Sync>;
+/// The result of a benchmark step.
+pub(crate) type BenchResult<T> = Result<T, BenchError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rkron-bench",
+    about = "Benchmarks the real rkron binary and prints a table of figures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Shrinks every count, for a smoke run.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// The rkron binary to run (default: `rkron` beside this binary, i.e. target/release/rkron).
+    #[arg(long, global = true)]
+    rkron: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+enum Scenario {
+    /// Every scenario below, in order.
+    All,
+    /// Stores 100,000 jobs, restarts the server and measures readiness, memory and paging.
+    Startup,
+    /// Requests per second and latency of `POST /v1/jobs` and `GET /v1/jobs/{job}`.
+    Requests,
+    /// Fire lag of 1,000 and 10,000 jobs due on the same second, http and shell executors.
+    FireLag,
+    /// Fire lag with the http executor only.
+    FireHttp,
+    /// Fire lag with the shell executor only, beside the fork baseline.
+    FireShell,
+    /// The fork baseline alone: spawning `true` from this process.
+    Fork,
+}
+
+/// What every scenario needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// The `rkron` binary.
+    pub(crate) rkron: PathBuf,
+    /// Smaller counts for a smoke run.
+    pub(crate) quick: bool,
+}
+
+fn default_rkron() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("rkron")))
+        .unwrap_or_else(|| PathBuf::from("target/release/rkron"))
+}
+
+async fn run_scenario(scenario: Scenario, context: &Context) -> Vec<BenchResult<Section>> {
+    match scenario {
+        Scenario::All => {
+            let mut sections = Vec::new();
+            for one in [
+                Scenario::Startup,
+                Scenario::Requests,
+                Scenario::FireHttp,
+                Scenario::FireShell,
+            ] {
+                sections.extend(Box::pin(run_scenario(one, context)).await);
+            }
+            sections
+        }
+        Scenario::Startup => vec![startup::run(context).await],
+        Scenario::Requests => vec![requests::run(context).await],
+        Scenario::FireLag => {
+            let mut sections = fire::run(context, fire::Kind::Http).await;
+            sections.extend(fire::run(context, fire::Kind::Shell).await);
+            sections
+        }
+        Scenario::FireHttp => fire::run(context, fire::Kind::Http).await,
+        Scenario::FireShell => fire::run(context, fire::Kind::Shell).await,
+        Scenario::Fork => fire::fork_only(context).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let context = Context {
+        rkron: cli.rkron.unwrap_or_else(default_rkron),
+        quick: cli.quick,
+    };
+    if !context.rkron.is_file() {
+        eprintln!(
+            "rkron-bench: no rkron binary at {}; build it with `cargo build --release -p rkron` or pass --rkron",
+            context.rkron.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("{}", report::machine_line(&context));
+    let results = run_scenario(cli.scenario, &context).await;
+    let mut sections = Vec::new();
+    let mut failed = false;
+    for result in results {
+        match result {
+            Ok(section) => sections.push(section),
+            Err(error) => {
+                failed = true;
+                println!("\nscenario failed: {error}");
+            }
+        }
+    }
+    if sections.len() > 1 {
+        report::print_summary(&sections);
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

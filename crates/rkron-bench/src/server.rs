@@ -1,0 +1,271 @@
+//! The server under test: a real `rkron agent --server` process on a free port with its own
+//! temporary data dir, started, stopped with SIGTERM and inspected through `/proc`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, SysconfVar, sysconf};
+use rkron_client::Client;
+use tokio::process::{Child, Command};
+
+use crate::BenchResult;
+
+/// How often readiness is polled while a server starts.
+const READY_POLL: Duration = Duration::from_millis(5);
+/// How long a server may take to answer `/health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a server may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    /// `VmRSS`: resident now, in KiB.
+    pub(crate) rss_kib: u64,
+    /// `VmHWM`: the peak resident size so far, in KiB.
+    pub(crate) hwm_kib: u64,
+}
+
+/// A real `rkron agent --server` process and its data dir.
+#[derive(Debug)]
+pub(crate) struct BenchServer {
+    binary: PathBuf,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    port: u16,
+    client: Client,
+    http: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+/// Answers a port that was free a moment ago.
+fn free_port() -> BenchResult<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A pooled HTTP client for benchmark traffic (keep-alive, many idle connections).
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("a plain HTTP client always builds")
+}
+
+impl BenchServer {
+    /// Prepares a server on a fresh temporary data dir, without starting it.
+    pub(crate) fn new(binary: &Path) -> BenchResult<Self> {
+        let tmp = tempfile::Builder::new().prefix("rkron-bench-").tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let log = tmp.path().join("rkron.log");
+        let port = free_port()?;
+        let http = http_client();
+        Ok(Self {
+            binary: binary.to_owned(),
+            data_dir,
+            log,
+            child: None,
+            port,
+            client: Client::new(&format!("http://127.0.0.1:{port}")),
+            http,
+            _tmp: tmp,
+        })
+    }
+
+    /// Spawns the process and waits until `/health` answers 200; answers the time from spawn
+    /// to that first successful answer.
+    pub(crate) async fn start(&mut self) -> BenchResult<Duration> {
+        if self.child.is_some() {
+            return Err("the server is already running".into());
+        }
+        // A new port each time, so that a socket of the previous process cannot interfere.
+        self.port = free_port()?;
+        self.client = Client::new(&self.base());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["agent", "--server", "--node-name", "bench"])
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--bind-addr", "127.0.0.1:8946", "--log-level", "warn"])
+            .env_remove("RKRON_LOG_LEVEL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let health = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let url = format!("{}/health", self.base());
+        let spawned = Instant::now();
+        self.child = Some(command.spawn()?);
+        loop {
+            if let Ok(response) = health.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(spawned.elapsed());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(format!(
+                    "rkron exited before it was ready ({status}); log:\n{}",
+                    self.log_tail(40)
+                )
+                .into());
+            }
+            if spawned.elapsed() > READY_TIMEOUT {
+                return Err(format!(
+                    "rkron did not answer /health within {READY_TIMEOUT:?}; log:\n{}",
+                    self.log_tail(40)
+                )
+                .into());
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; answers how long the exit took.
+    pub(crate) async fn stop(&mut self) -> BenchResult<Duration> {
+        let Some(mut child) = self.child.take() else {
+            return Err("the server is not running".into());
+        };
+        let pid = child.id().ok_or("the server was already reaped")?;
+        let asked = Instant::now();
+        kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(status) => {
+                let status = status?;
+                if !status.success() {
+                    return Err(format!(
+                        "rkron exited with {status} after SIGTERM; log:\n{}",
+                        self.log_tail(40)
+                    )
+                    .into());
+                }
+                Ok(asked.elapsed())
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(format!("rkron did not exit within {STOP_TIMEOUT:?} of SIGTERM").into())
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A full URL for `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// The typed client of this server.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The pooled HTTP client for raw requests.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn pid(&self) -> BenchResult<u32> {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| "the server is not running".into())
+    }
+
+    /// The server's resident memory now.
+    pub(crate) fn memory(&self) -> BenchResult<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let field = |name: &str| -> BenchResult<u64> {
+            let line = status
+                .lines()
+                .find(|line| line.starts_with(name))
+                .ok_or_else(|| format!("no {name} in /proc/<pid>/status"))?;
+            let kib = line
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| format!("malformed {name} line"))?;
+            Ok(kib.parse()?)
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub(crate) fn cpu_seconds(&self) -> BenchResult<f64> {
+        Ok(cpu_of(&format!("/proc/{}/stat", self.pid()?))?.own)
+    }
+
+    /// CPU time (user + system) of the server's child processes it has waited for, in seconds.
+    pub(crate) fn children_cpu_seconds(&self) -> BenchResult<f64> {
+        Ok(cpu_of(&format!("/proc/{}/stat", self.pid()?))?.children)
+    }
+
+    /// The size of the store file `<data-dir>/rkron.redb`, in bytes.
+    pub(crate) fn data_file_bytes(&self) -> u64 {
+        std::fs::metadata(self.data_dir.join("rkron.redb")).map_or(0, |m| m.len())
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The number of lines in the server's log (warnings and errors at `--log-level warn`).
+    pub(crate) fn log_lines(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+/// CPU seconds of a process and of its waited-for children.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cpu {
+    /// `utime + stime`.
+    pub(crate) own: f64,
+    /// `cutime + cstime`.
+    pub(crate) children: f64,
+}
+
+/// Reads the CPU times in a `/proc/<pid>/stat` file.
+pub(crate) fn cpu_of(stat_path: &str) -> BenchResult<Cpu> {
+    let stat = std::fs::read_to_string(stat_path)?;
+    // The command name may hold spaces; fields are counted after its closing parenthesis, where
+    // field 3 of the line (state) has index 0: utime (14), stime (15), cutime (16), cstime (17).
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |index: usize| -> BenchResult<u64> {
+        Ok(fields.get(index).ok_or("short /proc/<pid>/stat")?.parse()?)
+    };
+    let ticks = sysconf(SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(Cpu {
+        own: (field(11)? + field(12)?) as f64 / ticks,
+        children: (field(13)? + field(14)?) as f64 / ticks,
+    })
+}
