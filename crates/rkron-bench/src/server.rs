@@ -15,7 +15,7 @@ use crate::BenchResult;
 
 /// How often readiness is polled while a server starts.
 const READY_POLL: Duration = Duration::from_millis(5);
-/// How long a server may take to answer `/health`.
+/// How long a server may take to be ready: API up and scheduler loaded (`/v1/isleader` 200).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a server may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -78,8 +78,8 @@ impl BenchServer {
         })
     }
 
-    /// Spawns the process and waits until `/health` answers 200; answers the time from spawn
-    /// to that first successful answer.
+    /// Spawns the process and waits until `/v1/isleader` answers 200, i.e. the API answers and
+    /// the scheduler has indexed every stored job; answers the time from spawn to that answer.
     pub(crate) async fn start(&mut self) -> BenchResult<Duration> {
         if self.child.is_some() {
             return Err("the server is already running".into());
@@ -107,7 +107,7 @@ impl BenchServer {
         let health = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let url = format!("{}/health", self.base());
+        let url = format!("{}/v1/isleader", self.base());
         let spawned = Instant::now();
         self.child = Some(command.spawn()?);
         loop {
@@ -128,7 +128,7 @@ impl BenchServer {
             }
             if spawned.elapsed() > READY_TIMEOUT {
                 return Err(format!(
-                    "rkron did not answer /health within {READY_TIMEOUT:?}; log:\n{}",
+                    "rkron did not lead (/v1/isleader 200) within {READY_TIMEOUT:?}; log:\n{}",
                     self.log_tail(40)
                 )
                 .into());

@@ -120,6 +120,13 @@ impl<T> ScheduleIndex<T> {
         self.entries.get(name).map(|e| e.payload.clone())
     }
 
+    /// Iterates over every scheduled job: name, schedule and payload (in no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Schedule, &Arc<T>)> {
+        self.entries
+            .iter()
+            .map(|(name, e)| (&**name, &e.schedule, &e.payload))
+    }
+
     /// Returns the earliest next fire of any job.
     pub fn peek_deadline(&mut self) -> Option<DateTime<Utc>> {
         while let Some(Reverse((at, generation))) = self.heap.peek().copied() {

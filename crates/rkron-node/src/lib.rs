@@ -114,6 +114,9 @@ struct Inner {
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
     paused: std::sync::atomic::AtomicBool,
+    /// Set once the scheduler has indexed every job and applied the catch-up: from then on
+    /// this server leads (dispatches scheduled runs).
+    scheduling: std::sync::atomic::AtomicBool,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -210,6 +213,7 @@ impl Node {
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
             paused: paused.into(),
+            scheduling: false.into(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -217,10 +221,9 @@ impl Node {
             inner: inner.clone(),
         };
         handle.recover_interrupted().await?;
-        let jobs = inner.store.list_jobs().await?;
         let scheduler = scheduler::Scheduler::new(inner.clone());
         let token = inner.shutdown.child_token();
-        inner.tasks.spawn(scheduler.run(jobs, scheduler_rx, token));
+        inner.tasks.spawn(scheduler.run(scheduler_rx, token));
         inner
             .tasks
             .spawn(watchdog::run(inner.clone(), inner.shutdown.child_token()));
@@ -260,17 +263,18 @@ impl NodeHandle {
         vec![self.inner.self_member.clone()]
     }
 
-    /// The current leader, if any.
+    /// The current leader, if any: this server, once its scheduler has loaded every job.
     pub fn leader(&self) -> Option<Member> {
-        self.inner
-            .config
-            .server
-            .then(|| self.inner.self_member.clone())
+        self.is_leader().then(|| self.inner.self_member.clone())
     }
 
-    /// Whether this node leads.
+    /// Whether this node leads: it is a server and its scheduler is running.
     pub fn is_leader(&self) -> bool {
         self.inner.config.server
+            && self
+                .inner
+                .scheduling
+                .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether job submissions are paused (cluster-wide, persisted).

@@ -45,6 +45,9 @@ pub(crate) enum Msg {
 pub(crate) struct Scheduler {
     inner: Arc<Inner>,
     index: ScheduleIndex<Job>,
+    /// Jobs loaded at start whose schedule has no future fire (an `@at` that passed while the
+    /// server was down): they are not indexed, but the catch-up still considers them.
+    exhausted: Vec<(Arc<Job>, rkron_core::Schedule)>,
 }
 
 impl Scheduler {
@@ -53,6 +56,7 @@ impl Scheduler {
         Self {
             inner,
             index: ScheduleIndex::new(),
+            exhausted: Vec::new(),
         }
     }
 
@@ -82,24 +86,20 @@ impl Scheduler {
         }
     }
 
-    /// Indexes `jobs`, catches up what was missed while no scheduler ran, then runs until
-    /// `cancel` fires.
+    /// Indexes every stored job, catches up what was missed while no scheduler ran, then runs
+    /// until `cancel` fires.
     pub(crate) async fn run(
         mut self,
-        jobs: Vec<Job>,
         mut rx: mpsc::UnboundedReceiver<Msg>,
         cancel: CancellationToken,
     ) {
-        let catch_up_candidates: Vec<Job> = jobs
-            .iter()
-            .filter(|j| !j.disabled && !j.is_child())
-            .cloned()
-            .collect();
-        for job in jobs {
-            self.apply(Msg::Upsert(Box::new(job)));
-        }
+        self.load().await;
         tracing::info!(jobs = self.index.len(), "scheduler started");
-        self.catch_up(catch_up_candidates).await;
+        self.catch_up().await;
+        self.exhausted = Vec::new();
+        self.inner
+            .scheduling
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut last_checkpoint: Option<DateTime<Utc>> = None;
         loop {
             let now = self.inner.clock.now();
@@ -129,7 +129,44 @@ impl Scheduler {
                 () = tokio::time::sleep(until_next.min(CHECKPOINT_PERIOD)) => {}
             }
         }
+        self.inner
+            .scheduling
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         tracing::info!("scheduler stopped");
+    }
+
+    /// Indexes every stored job, a page at a time, so start-up never holds all decoded jobs
+    /// twice. Changes that arrive meanwhile wait in the channel and are applied after.
+    async fn load(&mut self) {
+        const PAGE: usize = 1_000;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = match self.inner.store.jobs_after(cursor.as_deref(), PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not load jobs; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.name.clone());
+            let now = self.inner.clock.now();
+            for job in page {
+                let exhausted = match job.parsed_schedule() {
+                    Some(Ok(s))
+                        if !job.disabled && !job.is_child() && s.next_after(now).is_none() =>
+                    {
+                        Some(s)
+                    }
+                    _ => None,
+                };
+                match exhausted {
+                    Some(schedule) => self.exhausted.push((Arc::new(job), schedule)),
+                    None => self.apply(Msg::Upsert(Box::new(job))),
+                }
+            }
+        }
     }
 
     /// Records that every fire up to `now` was handled, so a restart knows where to catch up from.
@@ -197,7 +234,7 @@ impl Scheduler {
 
     /// Applies each job's catch-up policy to the fires due while no scheduler ran: since the
     /// last checkpoint (or the job's last recorded fire, if later) up to now.
-    async fn catch_up(&self, jobs: Vec<Job>) {
+    async fn catch_up(&self) {
         let checkpoint = match self.inner.store.get_meta(META_CHECKPOINT).await {
             Ok(Some(text)) => DateTime::parse_from_rfc3339(&text)
                 .ok()
@@ -220,24 +257,23 @@ impl Scheduler {
         let (mut ran, mut missed) = (0usize, 0u64);
         let mut ledger_entries = Vec::new();
         let mut to_fire = Vec::new();
-        for job in jobs {
-            let Some(Ok(schedule)) = job.parsed_schedule() else {
-                continue;
-            };
-            let since = ledger
-                .get(&job.name)
-                .map_or(checkpoint, |&l| l.max(checkpoint));
-            let plan = plan_catch_up(&schedule, since, now, job.starting_deadline(), |at| {
+        let exhausted = self
+            .exhausted
+            .iter()
+            .map(|(job, s)| (job.name.as_str(), s, job));
+        for (name, schedule, job) in self.index.iter().chain(exhausted) {
+            let since = ledger.get(name).map_or(checkpoint, |&l| l.max(checkpoint));
+            let plan = plan_catch_up(schedule, since, now, job.starting_deadline(), |at| {
                 job.is_schedulable_at(at)
             });
             if !plan.missed.is_empty() || plan.uncounted > 0 {
                 missed += plan.missed.len() as u64 + plan.uncounted;
-                self.record_missed(&job.name, plan.missed, plan.uncounted);
+                self.record_missed(name, plan.missed, plan.uncounted);
             }
             if let Some(at) = plan.run {
                 ran += 1;
-                ledger_entries.push((job.name.clone(), at));
-                to_fire.push((Arc::new(job), at));
+                ledger_entries.push((name.to_owned(), at));
+                to_fire.push((job.clone(), at));
             }
         }
         self.record_fires(&ledger_entries).await;

@@ -184,10 +184,17 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) would keep every page read at start-up (the whole job
+/// table) resident for good; the hot pages of a scheduler are few and the OS page cache backs
+/// the rest.
+const CACHE_SIZE: usize = 4 * 1024 * 1024;
+
 /// Opens the redb file, mapping redb's lock conflict onto [`OpenError::InUse`].
 fn open_database(data_dir: &Path, path: &Path) -> Result<Database, OpenError> {
     // redb documents that opening a file damaged outside redb may panic; report it instead.
-    let opened = catch_unwind(AssertUnwindSafe(|| Database::builder().create(path)));
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        Database::builder().set_cache_size(CACHE_SIZE).create(path)
+    }));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(OpenError::InUse {
@@ -384,6 +391,26 @@ impl Store for EmbeddedStore {
     async fn jobs_page(&self, start: usize, end: usize) -> Result<JobPage, StoreError> {
         self.read(move |transaction| read_page(transaction, start, end))
             .await
+    }
+
+    async fn jobs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let after = after.map(|a| a.as_bytes().to_vec());
+        self.read(move |transaction| {
+            use std::ops::Bound;
+            let jobs = transaction.open_table(JOBS).map_err(storage)?;
+            let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let mut listed = Vec::new();
+            for entry in jobs
+                .range::<&[u8]>((lower, Bound::Unbounded))
+                .map_err(storage)?
+                .take(limit)
+            {
+                let (name, record) = entry.map_err(storage)?;
+                listed.push(decode_job(name.value(), record.value())?.value);
+            }
+            Ok(listed)
+        })
+        .await
     }
 
     async fn commit_jobs(&self, ops: Vec<JobOp>) -> Result<(), StoreError> {

@@ -117,6 +117,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Never decodes jobs outside the page.
     async fn jobs_page(&self, start: usize, end: usize) -> Result<JobPage, StoreError>;
 
+    /// Reads up to `limit` jobs whose names come strictly after `after` (from the first job
+    /// when `None`), in name order: a cursor for scanning every job a page at a time without
+    /// holding them all, and without the O(start) walk of [`Store::jobs_page`].
+    async fn jobs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Job>, StoreError>;
+
     /// Applies every op atomically when every expectation holds; otherwise writes nothing and
     /// answers [`StoreError::Conflict`]. Durable when it returns `Ok`.
     async fn commit_jobs(&self, ops: Vec<JobOp>) -> Result<(), StoreError>;

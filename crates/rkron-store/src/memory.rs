@@ -196,6 +196,18 @@ impl Store for MemoryStore {
         Ok(JobPage { jobs, total })
     }
 
+    async fn jobs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Job>, StoreError> {
+        use std::ops::Bound;
+        let state = self.lock();
+        let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_owned()));
+        Ok(state
+            .jobs
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, stored)| stored.value.clone())
+            .collect())
+    }
+
     async fn commit_jobs(&self, ops: Vec<JobOp>) -> Result<(), StoreError> {
         let mut state = self.lock();
         state.validate(&ops)?;

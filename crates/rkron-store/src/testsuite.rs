@@ -27,6 +27,7 @@ where
     versions_strictly_increase(&factory().await).await;
     list_jobs_is_sorted_by_name(&factory().await).await;
     jobs_page_clamps_and_counts(&factory().await).await;
+    jobs_after_walks_every_job_once_in_order(&factory().await).await;
     cas_rejects_absent_on_existing_and_stale_versions(&factory().await).await;
     commit_is_all_or_nothing(&factory().await).await;
     commit_validates_ops_in_order(&factory().await).await;
@@ -247,6 +248,38 @@ pub async fn list_jobs_is_sorted_by_name<S: Store>(store: &S) {
     let mut expected = vec!["c", "ab", "a-b", "b", "a", "a_b"];
     expected.sort_unstable();
     assert_eq!(job_names(store, check).await, expected, "{check}");
+}
+
+/// `jobs_after` is a cursor: following it page by page visits every job once, in name order.
+pub async fn jobs_after_walks_every_job_once_in_order<S: Store>(store: &S) {
+    let check = "jobs_after_walks_every_job_once_in_order";
+    let names = ["e", "d", "c", "b", "a", "a-b", "ab"];
+    let ops = names.map(|name| put(job(name), Expect::Absent));
+    commit(store, ops.into(), check).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.jobs_after(cursor.as_deref(), 2).await.expect(check);
+        assert!(page.len() <= 2, "{check}: page larger than the limit");
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.name.clone());
+        seen.extend(page.into_iter().map(|j| j.name));
+    }
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected, "{check}");
+    assert!(
+        store
+            .jobs_after(Some("zzz"), 10)
+            .await
+            .expect(check)
+            .is_empty(),
+        "{check}"
+    );
+    assert!(
+        store.jobs_after(None, 0).await.expect(check).is_empty(),
+        "{check}"
+    );
 }
 
 /// `jobs_page` answers the clamped slice in name order with the total count.

@@ -40,6 +40,13 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     server.create_job_ok(&job("lenient", "")).await;
     server.create_job_ok(&job("strict", "1ms")).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
+    // A one-shot whose instant passes while the server is down still runs, once, on restart.
+    let at = (Utc::now() + chrono::TimeDelta::seconds(10))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut one_shot = job("one-shot", "");
+    one_shot["schedule"] = json!(format!("@at {at}"));
+    server.create_job_ok(&one_shot).await;
     assert!(server.terminate().success());
     let stopped = Utc::now();
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -86,9 +93,15 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     assert!((5..=7).contains(&total), "about 30/5 missed: {missed}");
     let metrics = server.http_get("/metrics").await.text;
     assert!(
-        metrics.contains(&format!(r#"rkron_missed_fires_total{{job_name="strict"}} {total}"#)),
+        metrics.contains(&format!(
+            r#"rkron_missed_fires_total{{job_name="strict"}} {total}"#
+        )),
         "missed fires are counted in metrics: {metrics}"
     );
+
+    let one = scheduled_instants(&server, "one-shot").await;
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0].format("%Y-%m-%dT%H:%M:%SZ").to_string(), at);
 
     // Scheduling goes on after the catch-up.
     tokio::time::sleep(Duration::from_secs(5)).await;
