@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, Clone)]
 pub struct AgentRun {
     /// The job as the leader sees it.
-    pub job: Job,
+    pub job: Arc<Job>,
     /// The execution to fill in: job name, group, attempt and scheduled instant are set;
     /// the agent sets `started_at`, `node_name`, `finished_at`, `success` and `output`.
     pub execution: Execution,

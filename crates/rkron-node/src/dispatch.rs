@@ -22,7 +22,7 @@ pub(crate) struct Fired {
     pub(crate) runs: Vec<tokio::task::JoinHandle<()>>,
 }
 
-pub(crate) fn fire(
+pub(crate) async fn fire(
     inner: &Arc<Inner>,
     job: Arc<Job>,
     scheduled_at: Option<DateTime<Utc>>,
@@ -38,21 +38,12 @@ pub(crate) fn fire(
         return None;
     }
     let group = unix_nanos(scheduled_at.unwrap_or_else(|| inner.clock.now()));
-    let targets = {
-        let members: Vec<_> = NodeHandle {
-            inner: inner.clone(),
-        }
-        .members()
-        .iter()
-        .map(|m| m.candidate())
-        .collect();
-        select_targets(
-            job.tags.as_ref(),
-            &members,
-            &inner.config.region,
-            &mut rand::rng(),
-        )
-    };
+    let targets = select_targets(
+        job.tags.as_ref(),
+        &inner.candidates,
+        &inner.config.region,
+        &mut rand::rng(),
+    );
     let template = Execution {
         job_name: job.name.clone(),
         started_at: inner.clock.now(),
@@ -79,16 +70,45 @@ pub(crate) fn fire(
     }
     let mut runs = Vec::with_capacity(targets.len());
     for node in targets {
+        // The node accepts the run here, inline, so every run of a tick is accepted before the
+        // work of any of them competes for the CPU; following it goes on in its own task.
+        let accepted = send_run(inner, &node, &job, template.clone()).await;
         let inner2 = inner.clone();
-        let job = job.clone();
-        let execution = template.clone();
+        let (job, execution) = (job.clone(), template.clone());
         runs.push(
             inner
                 .tasks
-                .spawn(async move { run_on(inner2, node, job, execution).await }),
+                .spawn(async move { run_on(inner2, node, job, execution, Some(accepted)).await }),
         );
     }
     Some(Fired { group, runs })
+}
+
+/// Fires a dependent job. Boxed as a `Send` trait object: firing a child happens inside the
+/// recording of its parent, which `fire` itself spawns, and the explicit type breaks that cycle.
+fn fire_child(
+    inner: Arc<Inner>,
+    job: Arc<Job>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Fired>> + Send>> {
+    Box::pin(async move { fire(&inner, job, None).await })
+}
+
+/// An accepted (or refused) run and the stream of its events.
+type Accepted = (Result<(), crate::RunError>, mpsc::Receiver<RunEvent>);
+
+/// Hands one attempt to its node.
+async fn send_run(
+    inner: &Arc<Inner>,
+    node: &str,
+    job: &Arc<Job>,
+    execution: Execution,
+) -> Accepted {
+    let (tx, rx) = mpsc::channel(4);
+    let request = AgentRun {
+        job: job.clone(),
+        execution,
+    };
+    (inner.runner.run(node, request, tx).await, rx)
 }
 
 fn has_active(inner: &Inner, job: &str) -> bool {
@@ -100,10 +120,20 @@ fn has_active(inner: &Inner, job: &str) -> bool {
 }
 
 /// Runs one attempt on one node and records its reports; then retries if the job asks for it.
-async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execution) {
+async fn run_on(
+    inner: Arc<Inner>,
+    node: String,
+    job: Arc<Job>,
+    execution: Execution,
+    mut accepted: Option<Accepted>,
+) {
     let mut attempt = execution;
     loop {
-        let finished = run_once(&inner, &node, &job, attempt.clone()).await;
+        let sent = match accepted.take() {
+            Some(sent) => sent,
+            None => send_run(&inner, &node, &job, attempt.clone()).await,
+        };
+        let finished = run_once(&inner, &node, &job, attempt.clone(), sent).await;
         let Some(done) = finished else { return };
         if done.success
             || done.attempt >= job.retries.saturating_add(1)
@@ -131,19 +161,15 @@ async fn run_on(inner: Arc<Inner>, node: String, job: Arc<Job>, execution: Execu
     }
 }
 
-/// Sends one run and records its events; answers the finished execution.
+/// Records the events of one sent run; answers the finished execution.
 async fn run_once(
     inner: &Arc<Inner>,
     node: &str,
     job: &Arc<Job>,
     execution: Execution,
+    (accepted, mut rx): Accepted,
 ) -> Option<Execution> {
-    let (tx, mut rx) = mpsc::channel(4);
-    let request = AgentRun {
-        job: (**job).clone(),
-        execution: execution.clone(),
-    };
-    if let Err(e) = inner.runner.run(node, request, tx).await {
+    if let Err(e) = accepted {
         let mut failed = execution;
         failed.node_name = node.to_owned();
         failed.finished_at = Some(inner.clock.now());
@@ -286,7 +312,7 @@ pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, executio
     for child in stored.dependent_jobs.iter().flatten() {
         match inner.store.get_job(child).await {
             Ok(Some(c)) if !c.value.disabled => {
-                fire(inner, Arc::new(c.value), None);
+                fire_child(inner.clone(), Arc::new(c.value)).await;
             }
             Ok(Some(_)) => tracing::info!(job = %child, "dependent job is disabled; not run"),
             Ok(None) => {
@@ -310,7 +336,7 @@ impl NodeHandle {
     /// the job at once (the run goes on in the background).
     pub async fn run_job(&self, name: &str) -> Result<Job, NodeError> {
         let job = self.get_job(name).await?;
-        fire(&self.inner, Arc::new(job.clone()), None);
+        fire(&self.inner, Arc::new(job.clone()), None).await;
         Ok(job)
     }
 
@@ -318,7 +344,7 @@ impl NodeHandle {
     /// answers the executions of that run (dependent jobs run after, in their own groups).
     pub async fn run_job_and_wait(&self, name: &str) -> Result<Vec<Execution>, NodeError> {
         let job = self.get_job(name).await?;
-        let Some(fired) = fire(&self.inner, Arc::new(job), None) else {
+        let Some(fired) = fire(&self.inner, Arc::new(job), None).await else {
             return Err(NodeError::ShuttingDown);
         };
         for run in fired.runs {

@@ -111,6 +111,8 @@ struct Inner {
     notifier: Notifier,
     agent: LocalAgent,
     self_member: Member,
+    /// The members as targeting candidates (this node alone until the cluster issue).
+    candidates: Vec<rkron_core::tags::Candidate>,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
     paused: std::sync::atomic::AtomicBool,
@@ -209,6 +211,7 @@ impl Node {
             config,
             store,
             clock,
+            candidates: vec![self_member.candidate()],
             self_member,
             scheduler_tx,
             active: Mutex::new(HashMap::new()),

@@ -208,7 +208,7 @@ impl Scheduler {
         self.record_fires(&ledger).await;
         metrics::counter!("rkron_fires_total").increment(to_fire.len() as u64);
         for (job, at) in to_fire {
-            crate::dispatch::fire(&self.inner, job, Some(at));
+            crate::dispatch::fire(&self.inner, job, Some(at)).await;
         }
     }
 
@@ -278,7 +278,7 @@ impl Scheduler {
         }
         self.record_fires(&ledger_entries).await;
         for (job, at) in to_fire {
-            crate::dispatch::fire(&self.inner, job, Some(at));
+            crate::dispatch::fire(&self.inner, job, Some(at)).await;
         }
         tracing::info!(since = %checkpoint, caught_up = ran, missed, "catch-up of fires missed while no scheduler ran");
     }
