@@ -74,9 +74,19 @@ impl ShellExecutor {
                 Stdio::piped()
             } else {
                 Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            });
+        // stdout and stderr share one pipe, as they share one buffer: one reader per run, one
+        // descriptor fewer per running child (every spawn copies the server's descriptor table,
+        // so descriptors held by thousands of running jobs make each spawn slower), and the
+        // interleaving of the two streams is kept exactly.
+        let (pipe_reader, pipe_writer) = std::io::pipe()
+            .map_err(|error| format!("shell: cannot create the output pipe: {error}"))?;
+        let stderr_writer = pipe_writer
+            .try_clone()
+            .map_err(|error| format!("shell: cannot create the output pipe: {error}"))?;
+        command
+            .stdout(Stdio::from(pipe_writer))
+            .stderr(Stdio::from(stderr_writer));
         if let Some(base_env) = &self.base_env {
             command.env_clear().envs(base_env);
         }
@@ -99,9 +109,11 @@ impl ShellExecutor {
             command.uid(uid).gid(gid);
         }
 
-        let mut child = command
-            .spawn()
-            .map_err(|error| spawn_error_text(program, &error))?;
+        let spawned = command.spawn();
+        // The command holds the pipe's write ends; dropping it leaves them to the child alone,
+        // so the reader sees end-of-file when the child (and its group) is done.
+        drop(command);
+        let mut child = spawned.map_err(|error| spawn_error_text(program, &error))?;
         let leader = child
             .id()
             .expect("a freshly spawned child has not been reaped");
@@ -112,12 +124,9 @@ impl ShellExecutor {
         };
 
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            tasks.push(spawn_reader(stdout, output.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tasks.push(spawn_reader(stderr, output.clone()));
-        }
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe_reader.into())
+            .map_err(|error| format!("shell: cannot read the output pipe: {error}"))?;
+        tasks.push(spawn_reader(pipe, output.clone()));
         let stdin_writer = match (child.stdin.take(), config.payload.clone()) {
             (Some(mut stdin), Some(payload)) => Some(tokio::spawn(async move {
                 // The process may exit without reading its input; a broken pipe is not an error.

@@ -147,10 +147,15 @@ async fn create_and_run(server: &Server, name: &str, command: &str) {
     assert_eq!(resp.status(), 201);
     server.client.run_job(name).await.unwrap();
     let client = server.client.clone();
+    let name = name.to_owned();
+    // Running and recorded as running in the store (the record the restart tests rely on).
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let c = client.clone();
-            async move { !c.busy().await.unwrap().is_empty() }
+            let (c, name) = (client.clone(), name.clone());
+            async move {
+                !c.busy().await.unwrap().is_empty()
+                    && c.executions(&name).await.is_ok_and(|l| !l.is_empty())
+            }
         })
         .await,
         "the run never started"
