@@ -15,6 +15,9 @@ use crate::agent::AgentRun;
 use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
 
 /// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
+/// How long a run goes before its "running" record is written to the store.
+const RUNNING_RECORD_DELAY: Duration = Duration::from_millis(500);
+
 /// A fire that was dispatched: its group and the tasks carrying its runs.
 #[derive(Debug)]
 pub(crate) struct Fired {
@@ -179,10 +182,36 @@ async fn run_once(
     }
     let mut last = None;
     let mut started: Option<Execution> = None;
-    while let Some(event) = rx.recv().await {
+    // The running record is written only for runs still going after RUNNING_RECORD_DELAY: a
+    // burst of short runs then costs one durable write each instead of two. Until then the
+    // run is visible in /v1/busy, and the fire itself is already in the fire ledger.
+    let mut record_due: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            () = async {
+                match record_due.as_mut() {
+                    Some(due) => due.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                record_due = None;
+                let still_active = started.as_ref().is_some_and(|e| {
+                    inner.active.lock().is_ok_and(|a| a.contains_key(&e.id()))
+                });
+                if let Some(e) = started.as_ref().filter(|_| still_active) {
+                    if let Err(err) = inner.store.put_execution(e, inner.config.execution_retention).await {
+                        tracing::error!(job = %e.job_name, error = %err, "could not store a running execution");
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             RunEvent::Started(e, output) => {
                 started = Some(e.clone());
+                record_due = Some(Box::pin(tokio::time::sleep(RUNNING_RECORD_DELAY)));
                 if inner.notifier.has_pre_webhook() {
                     let (inner2, job2, e2) = (inner.clone(), job.clone(), e.clone());
                     inner.tasks.spawn(async move {
@@ -205,15 +234,9 @@ async fn run_once(
                         },
                     );
                 }
-                if let Err(err) = inner
-                    .store
-                    .put_execution(&e, inner.config.execution_retention)
-                    .await
-                {
-                    tracing::error!(job = %e.job_name, error = %err, "could not store a started execution");
-                }
             }
             RunEvent::Finished(e) => {
+                record_due = None;
                 // Whoever takes the run out of the active set records it, exactly once: here,
                 // or the watchdog when the node never reported.
                 let ours = inner.active.lock().map(|mut a| a.remove(&e.id()).is_some());
