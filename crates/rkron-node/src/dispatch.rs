@@ -199,10 +199,11 @@ async fn run_once(
                 let still_active = started.as_ref().is_some_and(|e| {
                     inner.active.lock().is_ok_and(|a| a.contains_key(&e.id()))
                 });
-                if let Some(e) = started.as_ref().filter(|_| still_active) {
-                    if let Err(err) = inner.store.put_execution(e, inner.config.execution_retention).await {
-                        tracing::error!(job = %e.job_name, error = %err, "could not store a running execution");
-                    }
+                if let Some(e) = started.as_ref().filter(|_| still_active)
+                    && let Err(err) =
+                        inner.store.put_execution(e, inner.config.execution_retention).await
+                {
+                    tracing::error!(job = %e.job_name, error = %err, "could not store a running execution");
                 }
                 continue;
             }
