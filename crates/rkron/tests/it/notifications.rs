@@ -298,3 +298,76 @@ async fn prometheus_metrics_count_executions_with_dkron_names() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn syslog_fluent_and_log_processors_deliver_through_the_binary() {
+    let server = Server::start(&[]).await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let syslog_port = udp.local_addr().unwrap().port();
+    let fluent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fluent_port = fluent.local_addr().unwrap().port();
+    let mut job = shell_job("processed", "echo processed-output");
+    job["processors"] = json!({
+        "syslog": {"address": format!("udp://127.0.0.1:{syslog_port}"), "forward": "true"},
+        "fluent": {"host": "127.0.0.1", "port": fluent_port.to_string(), "tag": "rkron.test", "forward": "true"},
+        "log": {"forward": "true"}
+    });
+    server.create_job_ok(&job).await;
+    let fluent_task = tokio::spawn(async move {
+        let (mut conn, _) = fluent.accept().await.unwrap();
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut bytes)
+            .await
+            .unwrap();
+        bytes
+    });
+    assert_eq!(
+        server
+            .http_post("/v1/jobs/processed/run?wait=true")
+            .await
+            .status,
+        200
+    );
+
+    let mut datagram = vec![0u8; 65_536];
+    let n = tokio::time::timeout(Duration::from_secs(5), udp.recv(&mut datagram))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&datagram[..n]).to_string();
+    assert!(
+        text.starts_with("<78>"),
+        "facility CRON, severity INFO: {text}"
+    );
+    assert!(
+        text.contains("dkron[") && text.contains("processed-output"),
+        "{text}"
+    );
+
+    let bytes = tokio::time::timeout(Duration::from_secs(5), fluent_task)
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    assert!(
+        text.contains("rkron.test")
+            && text.contains("processed")
+            && text.contains("processed-output"),
+        "{text}"
+    );
+
+    // forward=true everywhere: the stored output is the original one.
+    let list = server
+        .wait_finished_executions("processed", 1, Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        list[0]["output"].as_str().unwrap().trim(),
+        "processed-output"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("----- BEGIN OUTPUT job=processed"),
+        "the log processor wrote to the server log"
+    );
+}
