@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use crate::agent::AgentRun;
 use crate::{ActiveRun, Inner, NodeError, NodeHandle, RunEvent};
 
-/// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
 /// How long a run goes before its "running" record is written to the store.
 const RUNNING_RECORD_DELAY: Duration = Duration::from_millis(500);
 
@@ -25,6 +24,7 @@ pub(crate) struct Fired {
     pub(crate) runs: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Starts a run of `job` for the fire at `scheduled_at` (`None` for a manual or child run).
 pub(crate) async fn fire(
     inner: &Arc<Inner>,
     job: Arc<Job>,
@@ -111,15 +111,35 @@ async fn send_run(
         job: job.clone(),
         execution,
     };
+    // Paired with exactly one `count_sent(-1)` in `run_once`.
+    count_sent(inner, &job.name, 1);
     (inner.runner.run(node, request, tx).await, rx)
 }
 
+/// Whether a run of `job` is in flight: sent to a node and not yet reported as started, or
+/// started and not yet finished.
 fn has_active(inner: &Inner, job: &str) -> bool {
-    inner
+    let sent = inner
+        .sent
+        .lock()
+        .is_ok_and(|s| s.get(job).is_some_and(|n| *n > 0));
+    sent || inner
         .active
         .lock()
         .map(|a| a.values().any(|r| r.execution.job_name == job))
         .unwrap_or(false)
+}
+
+/// Counts a run of `job` as sent (`delta` +1) or as no longer only sent (-1: it started, or
+/// it ended without starting).
+fn count_sent(inner: &Inner, job: &str, delta: isize) {
+    if let Ok(mut sent) = inner.sent.lock() {
+        let n = sent.entry(job.to_owned()).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            sent.remove(job);
+        }
+    }
 }
 
 /// Runs one attempt on one node and records its reports; then retries if the job asks for it.
@@ -172,7 +192,9 @@ async fn run_once(
     execution: Execution,
     (accepted, mut rx): Accepted,
 ) -> Option<Execution> {
+    let mut counted_sent = true;
     if let Err(e) = accepted {
+        count_sent(inner, &job.name, -1);
         let mut failed = execution;
         failed.node_name = node.to_owned();
         failed.finished_at = Some(inner.clock.now());
@@ -235,6 +257,9 @@ async fn run_once(
                         },
                     );
                 }
+                if std::mem::take(&mut counted_sent) {
+                    count_sent(inner, &job.name, -1);
+                }
             }
             RunEvent::Finished(e) => {
                 record_due = None;
@@ -249,6 +274,9 @@ async fn run_once(
                 last = Some(e);
             }
         }
+    }
+    if std::mem::take(&mut counted_sent) {
+        count_sent(inner, &job.name, -1);
     }
     if last.is_none() {
         // The node's stream ended without a final report (the node died or the connection

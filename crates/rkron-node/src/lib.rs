@@ -115,6 +115,8 @@ struct Inner {
     candidates: Vec<rkron_core::tags::Candidate>,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
+    /// Runs sent to a node whose start is not reported yet, per job (for `forbid`).
+    sent: Mutex<HashMap<String, usize>>,
     paused: std::sync::atomic::AtomicBool,
     /// Set once the scheduler has indexed every job and applied the catch-up: from then on
     /// this server leads (dispatches scheduled runs).
@@ -215,6 +217,7 @@ impl Node {
             self_member,
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
             paused: paused.into(),
             scheduling: false.into(),
             tasks: TaskTracker::new(),
