@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Inner;
 
+/// How far ahead of their instant fires are taken from the index: enough to write their fire
+/// ledger entries before the instant, so the durable write does not delay dispatch.
+const LOOKAHEAD: TimeDelta = TimeDelta::milliseconds(25);
+
 /// Longest sleep of the loop: the checkpoint advances at least this often.
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 
@@ -103,7 +107,9 @@ impl Scheduler {
         let mut last_checkpoint: Option<DateTime<Utc>> = None;
         loop {
             let now = self.inner.clock.now();
-            let due = self.index.pop_due(now);
+            // Fires due within LOOKAHEAD are taken now, so their ledger write is done before
+            // their instant and dispatch starts on time (see `fire_due`).
+            let due = self.index.pop_due(now + LOOKAHEAD);
             if !due.is_empty() {
                 self.fire_due(due, now).await;
             }
@@ -112,7 +118,7 @@ impl Scheduler {
                 last_checkpoint = Some(now);
             }
             let until_next = match self.index.peek_deadline() {
-                Some(deadline) => (deadline - self.inner.clock.now())
+                Some(deadline) => (deadline - LOOKAHEAD - self.inner.clock.now())
                     .to_std()
                     .unwrap_or_default(),
                 None => CHECKPOINT_PERIOD,
@@ -207,8 +213,27 @@ impl Scheduler {
         }
         self.record_fires(&ledger).await;
         metrics::counter!("rkron_fires_total").increment(to_fire.len() as u64);
+        to_fire.sort_by_key(|(_, at)| *at);
         for (job, at) in to_fire {
+            self.wait_for(at).await;
             crate::dispatch::fire(&self.inner, job, Some(at)).await;
+        }
+    }
+
+    /// Waits until the clock reaches `at` (at most LOOKAHEAD): sleeps to a millisecond before,
+    /// since timers wake up to a millisecond late, then yields until the instant.
+    async fn wait_for(&self, at: DateTime<Utc>) {
+        loop {
+            let Ok(left) = (at - self.inner.clock.now()).to_std() else {
+                return;
+            };
+            if left.is_zero() {
+                return;
+            }
+            match left.checked_sub(Duration::from_millis(1)) {
+                Some(sleep) if !sleep.is_zero() => tokio::time::sleep(sleep).await,
+                _ => tokio::task::yield_now().await,
+            }
         }
     }
 
