@@ -1,0 +1,241 @@
+//! The leader side of the RPC: [`GrpcRunner`] carries runs to remote nodes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rkron_executor::OutputBuffer;
+use rkron_node::{AgentRun, AgentRunner, RunError, RunEvent};
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert::{execution_from_proto, execution_to_proto};
+use crate::proto;
+use crate::proto::agent_run_event::Event;
+use crate::proto::agent_service_client::AgentServiceClient;
+
+/// Longest wait for a connection to a node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a node to accept a run or answer a kill.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on an open connection, so a node that vanishes without closing its sockets
+/// breaks its streams instead of holding them open.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The [`AgentRunner`] for remote nodes: sends `AgentRun` and `Kill` over gRPC.
+///
+/// It knows each node's RPC address (the node runtime feeds it from the `rpc_addr` gossip tag)
+/// and keeps one connection per node, opened at the first call.
+#[derive(Debug, Default)]
+pub struct GrpcRunner {
+    nodes: Mutex<HashMap<String, NodeAddress>>,
+}
+
+#[derive(Debug)]
+struct NodeAddress {
+    address: SocketAddr,
+    channel: Option<Channel>,
+}
+
+impl GrpcRunner {
+    /// Creates a runner that knows no node.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the RPC address of `node`; a changed address drops the old connection.
+    pub fn set_address(&self, node: &str, address: SocketAddr) {
+        let mut nodes = self.lock_nodes();
+        match nodes.get_mut(node) {
+            Some(known) if known.address == address => {}
+            _ => {
+                nodes.insert(
+                    node.to_owned(),
+                    NodeAddress {
+                        address,
+                        channel: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets `node` and its connection.
+    pub fn remove_address(&self, node: &str) {
+        self.lock_nodes().remove(node);
+    }
+
+    /// Returns the RPC address known for `node`.
+    pub fn address(&self, node: &str) -> Option<SocketAddr> {
+        self.lock_nodes().get(node).map(|known| known.address)
+    }
+
+    fn lock_nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeAddress>> {
+        // Every update leaves the map consistent, so a poisoned lock is still usable.
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns the connection to `node`, connecting first if there is none.
+    async fn channel(&self, node: &str) -> Result<Channel, RunError> {
+        let unreachable = || RunError::Unreachable(node.to_owned());
+        let address = {
+            let nodes = self.lock_nodes();
+            let known = nodes.get(node).ok_or_else(unreachable)?;
+            if let Some(channel) = &known.channel {
+                return Ok(channel.clone());
+            }
+            known.address
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|_| unreachable())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(error)) => {
+                tracing::warn!(node, %address, %error, "cannot connect to node");
+                return Err(unreachable());
+            }
+            Err(_) => {
+                tracing::warn!(node, %address, "connecting to node timed out");
+                return Err(unreachable());
+            }
+        };
+        let mut nodes = self.lock_nodes();
+        match nodes.get_mut(node) {
+            // Keep a connection another call made meanwhile, unless the address moved.
+            Some(known) if known.address == address => {
+                Ok(known.channel.get_or_insert(channel).clone())
+            }
+            _ => Ok(channel),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentRunner for GrpcRunner {
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError> {
+        let channel = self.channel(node).await?;
+        let request = proto::AgentRunRequest {
+            node_name: node.to_owned(),
+            job_json: serde_json::to_vec(&*run.job)
+                .expect("a job serializes to JSON: its maps have string keys"),
+            execution: Some(execution_to_proto(&run.execution)),
+        };
+        let mut client = AgentServiceClient::new(channel);
+        let response = match tokio::time::timeout(CALL_TIMEOUT, client.agent_run(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(status)) if status.code() == Code::FailedPrecondition => {
+                return Err(RunError::ShuttingDown);
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(node, %status, "node refused a run");
+                return Err(RunError::Unreachable(node.to_owned()));
+            }
+            Err(_) => {
+                tracing::warn!(node, "node did not accept a run in time");
+                return Err(RunError::Unreachable(node.to_owned()));
+            }
+        };
+        tokio::spawn(forward_run(node.to_owned(), response.into_inner(), events));
+        Ok(())
+    }
+
+    async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
+        let Ok(channel) = self.channel(node).await else {
+            return false;
+        };
+        let request = proto::KillRequest {
+            node_name: node.to_owned(),
+            execution_id: execution_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut client = AgentServiceClient::new(channel);
+        match tokio::time::timeout(CALL_TIMEOUT, client.kill(request)).await {
+            Ok(Ok(reply)) => reply.into_inner().found,
+            Ok(Err(status)) => {
+                tracing::warn!(node, execution = execution_id, %status, "kill failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(node, execution = execution_id, "kill timed out");
+                false
+            }
+        }
+    }
+}
+
+/// Turns one run's stream into `RunEvent`s: `Started` with a leader-side output buffer that
+/// the `Output` chunks fill, then `Finished`.
+///
+/// A stream that breaks or ends before `Finished` just ends: the node runtime fails a run whose
+/// events end without a result.
+async fn forward_run(
+    node: String,
+    mut stream: Streaming<proto::AgentRunEvent>,
+    events: mpsc::Sender<RunEvent>,
+) {
+    let mut output: Option<OutputBuffer> = None;
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            () = events.closed() => return,
+        };
+        let event = match message {
+            Ok(Some(message)) => message.event,
+            Ok(None) => {
+                tracing::warn!(node, "run stream ended without a final report");
+                return;
+            }
+            Err(status) => {
+                tracing::warn!(node, %status, "run stream broke");
+                return;
+            }
+        };
+        match event {
+            Some(Event::Started(proto::Started {
+                execution: Some(execution),
+            })) => {
+                let buffer = OutputBuffer::new();
+                let started = RunEvent::Started(execution_from_proto(execution), buffer.clone());
+                if events.send(started).await.is_err() {
+                    return;
+                }
+                output = Some(buffer);
+            }
+            Some(Event::Output(proto::Output { chunk })) => {
+                if let Some(buffer) = &output {
+                    buffer.push(&chunk);
+                }
+            }
+            Some(Event::Finished(proto::Finished {
+                execution: Some(execution),
+            })) => {
+                let _ = events
+                    .send(RunEvent::Finished(execution_from_proto(execution)))
+                    .await;
+                return;
+            }
+            Some(Event::Started(_) | Event::Finished(_)) => {
+                tracing::warn!(node, "run event without its execution");
+                return;
+            }
+            // An event a newer node knows and this one does not.
+            None => {}
+        }
+    }
+}

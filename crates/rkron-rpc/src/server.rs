@@ -1,0 +1,275 @@
+//! The node side of the RPC: [`AgentServer`] serves a node's [`LocalAgent`] over gRPC.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rkron_core::Job;
+use rkron_executor::OutputBuffer;
+use rkron_node::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{execution_from_proto, execution_to_proto};
+use crate::proto;
+use crate::proto::agent_run_event::Event;
+use crate::proto::agent_service_server::{AgentService, AgentServiceServer};
+
+/// Longest wait between two output chunks while a run writes output.
+const OUTPUT_INTERVAL: Duration = Duration::from_millis(250);
+/// Output pending at which a chunk goes at once, and the largest chunk sent.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+/// How often the output buffer is checked: it has no change notification.
+const OUTPUT_POLL: Duration = Duration::from_millis(50);
+
+/// Why the RPC server stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("rpc server failed: {0}")]
+pub struct ServeError(String);
+
+/// Serves `agent` over gRPC on `listener` until `shutdown` completes.
+///
+/// After `shutdown` the listener closes and streams in flight are served to their end, so drain
+/// the agent (which kills what outlives its grace period) to bound the wait.
+pub async fn serve(
+    listener: TcpListener,
+    agent: LocalAgent,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .serve_with_incoming_shutdown(AgentServer::new(agent).into_service(), incoming, shutdown)
+        .await
+        .map_err(|error| ServeError(error.to_string()))
+}
+
+/// The gRPC `AgentService` of one node: runs and kills executions on its [`LocalAgent`].
+#[derive(Debug, Clone)]
+pub struct AgentServer {
+    agent: LocalAgent,
+}
+
+impl AgentServer {
+    /// Creates the service for `agent`.
+    pub fn new(agent: LocalAgent) -> Self {
+        Self { agent }
+    }
+
+    /// Returns the tonic service, for a server that hosts other services too.
+    pub fn into_service(self) -> AgentServiceServer<Self> {
+        AgentServiceServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentServer {
+    type AgentRunStream = ReceiverStream<Result<proto::AgentRunEvent, Status>>;
+
+    async fn agent_run(
+        &self,
+        request: Request<proto::AgentRunRequest>,
+    ) -> Result<Response<Self::AgentRunStream>, Status> {
+        let request = request.into_inner();
+        let job: Job = serde_json::from_slice(&request.job_json)
+            .map_err(|error| Status::invalid_argument(format!("job is not valid: {error}")))?;
+        let execution = request
+            .execution
+            .ok_or_else(|| Status::invalid_argument("execution is missing"))?;
+        let run = AgentRun {
+            job: Arc::new(job),
+            execution: execution_from_proto(execution),
+        };
+        let (run_events, run_events_receiver) = mpsc::channel(4);
+        self.agent
+            .run(&request.node_name, run, run_events)
+            .await
+            .map_err(|error| status_of_run_error(&error))?;
+        let (stream_events, stream_events_receiver) = mpsc::channel(16);
+        tokio::spawn(stream_run(run_events_receiver, stream_events));
+        Ok(Response::new(ReceiverStream::new(stream_events_receiver)))
+    }
+
+    async fn kill(
+        &self,
+        request: Request<proto::KillRequest>,
+    ) -> Result<Response<proto::KillReply>, Status> {
+        let request = request.into_inner();
+        let found = self
+            .agent
+            .kill(&request.node_name, &request.execution_id, &request.reason)
+            .await;
+        Ok(Response::new(proto::KillReply { found }))
+    }
+}
+
+/// Maps a refused run to a status; the runner maps `FailedPrecondition` back to `ShuttingDown`.
+fn status_of_run_error(error: &RunError) -> Status {
+    match error {
+        RunError::ShuttingDown => Status::failed_precondition(error.to_string()),
+        RunError::Unreachable(node) => Status::not_found(format!("node {node} is not served here")),
+    }
+}
+
+type StreamSender = mpsc::Sender<Result<proto::AgentRunEvent, Status>>;
+
+/// Forwards one run's events to the stream: `Started`, output chunks, then `Finished`.
+///
+/// Ends early when the leader goes away; the run goes on and its report is lost (the leader
+/// fails a run whose stream ends without a result).
+async fn stream_run(mut run_events: mpsc::Receiver<RunEvent>, stream: StreamSender) {
+    let output = match run_events.recv().await {
+        Some(RunEvent::Started(execution, output)) => {
+            let started = Event::Started(proto::Started {
+                execution: Some(execution_to_proto(&execution)),
+            });
+            if !send(&stream, started).await {
+                return;
+            }
+            output
+        }
+        Some(RunEvent::Finished(execution)) => {
+            send_finished(&stream, &execution).await;
+            return;
+        }
+        None => return,
+    };
+    let mut cursor = OutputCursor::default();
+    let mut last_chunk_at = Instant::now();
+    let mut poll = tokio::time::interval(OUTPUT_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = run_events.recv() => match event {
+                Some(RunEvent::Finished(execution)) => {
+                    if send_output(&stream, cursor.take_new(&output)).await {
+                        send_finished(&stream, &execution).await;
+                    }
+                    return;
+                }
+                Some(RunEvent::Started(..)) => {
+                    tracing::warn!("a run reported Started twice; ignored");
+                }
+                None => return,
+            },
+            _ = poll.tick() => {
+                let pending = cursor.pending(&output);
+                let due = pending >= OUTPUT_CHUNK as u64
+                    || (pending > 0 && last_chunk_at.elapsed() >= OUTPUT_INTERVAL);
+                if due {
+                    if !send_output(&stream, cursor.take_new(&output)).await {
+                        return;
+                    }
+                    last_chunk_at = Instant::now();
+                }
+            }
+            () = stream.closed() => {
+                tracing::warn!("the leader closed a run stream; the run goes on unreported");
+                return;
+            }
+        }
+    }
+}
+
+async fn send(stream: &StreamSender, event: Event) -> bool {
+    let message = proto::AgentRunEvent { event: Some(event) };
+    stream.send(Ok(message)).await.is_ok()
+}
+
+async fn send_finished(stream: &StreamSender, execution: &rkron_core::Execution) {
+    let finished = Event::Finished(proto::Finished {
+        execution: Some(execution_to_proto(execution)),
+    });
+    if !send(stream, finished).await {
+        tracing::warn!(
+            execution = %execution.id(),
+            "the leader went away before the final report"
+        );
+    }
+}
+
+/// Sends `bytes` in chunks of at most [`OUTPUT_CHUNK`]; returns false if the stream is gone.
+async fn send_output(stream: &StreamSender, bytes: Vec<u8>) -> bool {
+    for chunk in bytes.chunks(OUTPUT_CHUNK) {
+        let output = Event::Output(proto::Output {
+            chunk: chunk.to_vec(),
+        });
+        if !send(stream, output).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// How much of an [`OutputBuffer`] was already sent.
+///
+/// The buffer offers its tail as text and a count of bytes ever written, so the new bytes are
+/// the last `written - sent` bytes of the tail. That is exact for UTF-8 output; for other bytes
+/// the text's replacement characters make the chunks approximate, which only affects progress:
+/// the final report carries the agent's own output.
+#[derive(Debug, Default)]
+struct OutputCursor {
+    sent: u64,
+}
+
+impl OutputCursor {
+    /// Returns the number of bytes written since the last chunk.
+    fn pending(&self, output: &OutputBuffer) -> u64 {
+        output.total_written().saturating_sub(self.sent)
+    }
+
+    /// Returns the bytes written since the last call (empty if none) and marks them sent.
+    fn take_new(&mut self, output: &OutputBuffer) -> Vec<u8> {
+        // A push between reading the count and the text would shift the slice: read the
+        // count on both sides and retry if it moved.
+        for _ in 0..3 {
+            let written = output.total_written();
+            if written == self.sent {
+                return Vec::new();
+            }
+            let text = output.snapshot();
+            if output.total_written() != written {
+                continue;
+            }
+            let new = usize::try_from(written - self.sent).unwrap_or(usize::MAX);
+            let mut bytes = text.into_bytes();
+            let start = bytes.len().saturating_sub(new);
+            self.sent = written;
+            return bytes.split_off(start);
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_returns_only_new_output() {
+        let output = OutputBuffer::new();
+        let mut cursor = OutputCursor::default();
+        assert!(cursor.take_new(&output).is_empty());
+        output.push(b"one\n");
+        assert_eq!(cursor.pending(&output), 4);
+        assert_eq!(cursor.take_new(&output), b"one\n");
+        assert_eq!(cursor.pending(&output), 0);
+        output.push(b"two\n");
+        output.push(b"three\n");
+        assert_eq!(cursor.take_new(&output), b"two\nthree\n");
+        assert!(cursor.take_new(&output).is_empty());
+    }
+
+    #[test]
+    fn the_cursor_sends_the_tail_when_output_overflowed() {
+        let output = OutputBuffer::new();
+        let mut cursor = OutputCursor::default();
+        output.push(&vec![b'a'; rkron_executor::OUTPUT_LIMIT + 10]);
+        let bytes = cursor.take_new(&output);
+        assert_eq!(bytes.len(), rkron_executor::OUTPUT_LIMIT);
+    }
+}
