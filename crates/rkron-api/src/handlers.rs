@@ -374,7 +374,7 @@ pub(crate) async fn busy(State(s): State<AppState>) -> Response {
 
 pub(crate) async fn get_pause(State(s): State<AppState>) -> Json<PauseOut> {
     Json(PauseOut {
-        paused: s.node.is_paused(),
+        paused: s.node.is_paused().await,
     })
 }
 

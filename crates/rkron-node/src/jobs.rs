@@ -118,7 +118,7 @@ impl NodeHandle {
 
     /// Creates or replaces a job (Dkron's upsert rules) and returns it as stored.
     pub async fn upsert_job(&self, submitted: Job) -> Result<Job, NodeError> {
-        if self.is_paused() {
+        if self.is_paused().await {
             return Err(NodeError::Paused);
         }
         let store = &self.inner.store;

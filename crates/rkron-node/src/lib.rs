@@ -283,9 +283,23 @@ impl NodeHandle {
                 .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Whether job submissions are paused (cluster-wide, persisted).
-    pub fn is_paused(&self) -> bool {
-        self.inner.paused.load(std::sync::atomic::Ordering::SeqCst)
+    /// Whether job submissions are paused. The flag lives in the store, so every server sees
+    /// a pause set through any of them; when the store cannot be read, the last value this
+    /// server saw answers.
+    pub async fn is_paused(&self) -> bool {
+        match self.inner.store.get_meta(META_PAUSED).await {
+            Ok(value) => {
+                let paused = value.is_some_and(|v| v == "true");
+                self.inner
+                    .paused
+                    .store(paused, std::sync::atomic::Ordering::SeqCst);
+                paused
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the pause flag; using the last one seen");
+                self.inner.paused.load(std::sync::atomic::Ordering::SeqCst)
+            }
+        }
     }
 
     /// Pauses or resumes job submissions; persisted in the store.
