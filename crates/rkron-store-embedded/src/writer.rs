@@ -150,17 +150,31 @@ fn rejected(error: impl Into<redb::Error>) -> OpError {
     OpError::Rejected(storage(error))
 }
 
+/// How many times the writer yields for more requests before committing a busy batch.
+const LINGER_YIELDS: u32 = 64;
+
 /// Runs the writer loop until every sender is gone and the queue is empty.
 pub(crate) fn run(db: &Database, mut requests: mpsc::Receiver<WriteRequest>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Under a steady stream of small writes each commit would carry one or two of them and pay
+    // a whole fsync; when the previous batch was not alone, the writer yields briefly to let
+    // more requests arrive (at most LINGER_YIELDS times), trading a few microseconds of
+    // latency for far fewer fsyncs.
+    let mut busy = false;
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
+        let mut yields = 0;
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
+                Err(_) if busy && yields < LINGER_YIELDS => {
+                    yields += 1;
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
+        busy = batch.len() > 1;
         commit_batch(db, &mut batch);
     }
     tracing::debug!("store writer stopped");
