@@ -56,13 +56,12 @@ impl Server {
 
     /// Spawns a server on `data_dir` without waiting.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let log = data_dir.with_extension(format!("{port}.log"));
+        let log = data_dir.with_extension("log");
         let mut server = Server {
             child: None,
-            port,
+            port: 0,
             data_dir: data_dir.to_owned(),
-            client: Client::new(&format!("http://127.0.0.1:{port}")),
+            client: Client::new("http://127.0.0.1:0"),
             log,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             _tmp: None,
@@ -76,8 +75,9 @@ impl Server {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkron"))
             .args(["agent", "--server", "--node-name", "test-node"])
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{}", self.port))
+            // The server picks its own port and logs it: no race with other tests for a port
+            // that was free a moment ago.
+            .args(["--http-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--bind-addr")
@@ -90,16 +90,38 @@ impl Server {
             .spawn()
             .expect("spawn rkron");
         self.child = Some(child);
+        self.port = 0;
     }
 
-    /// Waits until `/health` answers (or panics with the server's log after 20 s).
+    /// Reads the port the server logged it listens on.
+    fn logged_port(&self) -> Option<u16> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        let marker = "HTTP API listening on 127.0.0.1:";
+        let rest = &log[log.find(marker)? + marker.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Waits until the server logged its port and `/health` answers (or panics with the
+    /// server's log after 20 s).
     pub async fn wait_ready(&mut self) {
-        let client = self.client.clone();
-        let ok = wait_until(Duration::from_secs(20), || {
-            let c = client.clone();
-            async move { c.healthy().await }
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut ok = false;
+        while tokio::time::Instant::now() < deadline {
+            if self.port == 0
+                && let Some(port) = self.logged_port()
+            {
+                self.port = port;
+                self.client = Client::new(&format!("http://127.0.0.1:{port}"));
+            }
+            if self.port != 0 && self.client.healthy().await {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if !ok {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let status = self
