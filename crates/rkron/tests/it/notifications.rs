@@ -168,11 +168,16 @@ async fn files_processor_replaces_the_stored_output_with_the_log_path() {
 
 /// A real SMTP server: Python's standard-library `smtpd` (Python 3.11), writing each received
 /// message and its recipients to `dir`.
-fn python_smtp_sink(port: u16, dir: &std::path::Path) -> std::process::Child {
+/// It listens on a port of its own choosing and writes it to `<dir>/port`.
+fn python_smtp_sink(dir: &std::path::Path) -> std::process::Child {
     let script = r#"
 import os, sys, warnings
 warnings.simplefilter("ignore")
-port, out = int(sys.argv[1]), sys.argv[2]
+out = sys.argv[1]
+def ready(port):
+    with open(os.path.join(out, "port.tmp"), "w") as f:
+        f.write(str(port))
+    os.rename(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
 def save(rcpttos, data):
     n = len([f for f in os.listdir(out) if f.endswith(".eml")])
     with open(os.path.join(out, "%d.rcpt" % n), "w") as f:
@@ -184,7 +189,8 @@ try:
     class Sink(smtpd.SMTPServer):
         def process_message(self, peer, mailfrom, rcpttos, data, **kw):
             save(rcpttos, data)
-    Sink(("127.0.0.1", port), None, decode_data=False)
+    sink = Sink(("127.0.0.1", 0), None, decode_data=False)
+    ready(sink.socket.getsockname()[1])
     asyncore.loop()
 except ImportError:  # Python >= 3.12: aiosmtpd from PyPI (scripts/test installs it)
     import time
@@ -193,12 +199,18 @@ except ImportError:  # Python >= 3.12: aiosmtpd from PyPI (scripts/test installs
         async def handle_DATA(self, server, session, envelope):
             save(envelope.rcpt_tos, envelope.original_content)
             return "250 OK"
+    import socket
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
     Controller(Handler(), hostname="127.0.0.1", port=port).start()
+    ready(port)
     while True:
         time.sleep(3600)
 "#;
     std::process::Command::new("python3")
-        .args(["-c", script, &port.to_string(), dir.to_str().unwrap()])
+        .args(["-c", script, dir.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("python3 is needed for the SMTP test (scripts/test checks for it)")
@@ -207,17 +219,22 @@ except ImportError:  # Python >= 3.12: aiosmtpd from PyPI (scripts/test installs
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_with_subject_recipients_and_rendered_body() {
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::support::free_port();
-    let mut sink = python_smtp_sink(port, dir.path());
+    let mut sink = python_smtp_sink(dir.path());
+    let port_file = dir.path().join("port");
+    let pf = port_file.clone();
     assert!(
-        wait_until(Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
+        wait_until(Duration::from_secs(10), || {
+            let pf = pf.clone();
+            async move { pf.exists() }
         })
         .await,
         "the SMTP sink did not start"
     );
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let server = Server::start(&[
         "--mail-host",
         "127.0.0.1",

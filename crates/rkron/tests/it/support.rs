@@ -1,7 +1,6 @@
 //! Test support: starts the real `rkron` binary on a free port with its own data dir and
 //! drives it over HTTP.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,12 +16,6 @@ pub struct Server {
     pub log: PathBuf,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
-}
-
-/// Returns a port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Polls `check` every 50 ms until it is true or `timeout` passes; answers whether it became true.
