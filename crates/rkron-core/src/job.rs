@@ -304,6 +304,25 @@ impl Job {
             .unwrap_or(DEFAULT_STARTING_DEADLINE)
     }
 
+    /// Applies a finished execution to the job's counters and status (Dkron's rules): one more
+    /// success or error, `last_success`/`last_error` = its `finished_at`, and `status` =
+    /// [`group_status`](crate::group_status) of `group`, the stored executions of its group.
+    /// Every store backend calls this, so the rule lives in one place.
+    pub fn record_finished<'a>(
+        &mut self,
+        execution: &crate::Execution,
+        group: impl IntoIterator<Item = &'a crate::Execution>,
+    ) {
+        self.status = crate::group_status(group);
+        if execution.success {
+            self.success_count += 1;
+            self.last_success = execution.finished_at.or(self.last_success);
+        } else {
+            self.error_count += 1;
+            self.last_error = execution.finished_at.or(self.last_error);
+        }
+    }
+
     /// Returns true when this job is a child (runs only after its parent's successful group).
     pub fn is_child(&self) -> bool {
         !self.parent_job.is_empty()

@@ -211,18 +211,20 @@ impl NodeHandle {
     pub async fn list_jobs(&self, query: &JobQuery) -> Result<(Vec<Job>, usize), NodeError> {
         let store = &self.inner.store;
         if !query.filters() && query.sort == SortField::Name {
-            let total = store.jobs_page(0, 0).await?.total;
-            let end = query.end.unwrap_or(total).min(total);
-            let start = query.start.min(end);
-            let (from, to) = if query.descending {
-                (total - end, total - start)
-            } else {
-                (start, end)
-            };
-            let mut page = store.jobs_page(from, to).await?;
-            if query.descending {
+            let page = if query.descending {
+                // Positions count from the end, so the total is needed first.
+                let total = store.jobs_page(0, 0).await?.total;
+                let end = query.end.unwrap_or(total).min(total);
+                let start = query.start.min(end);
+                let mut page = store.jobs_page(total - end, total - start).await?;
                 page.jobs.reverse();
-            }
+                page
+            } else {
+                // The store clamps the range and counts the total in the same read.
+                store
+                    .jobs_page(query.start, query.end.unwrap_or(usize::MAX))
+                    .await?
+            };
             let jobs = page.jobs.into_iter().map(|j| self.with_next(j)).collect();
             return Ok((jobs, page.total));
         }

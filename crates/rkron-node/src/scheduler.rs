@@ -70,24 +70,35 @@ impl Scheduler {
                 self.index.remove(&name);
             }
             Msg::Upsert(job) => {
-                let job = *job;
-                if job.disabled || job.is_child() {
-                    self.index.remove(&job.name);
-                    return;
-                }
-                let Some(Ok(schedule)) = job.parsed_schedule() else {
-                    self.index.remove(&job.name);
-                    return;
-                };
-                let now = self.inner.clock.now();
-                let after = match job.starts_at {
-                    Some(s) if s > now => s - TimeDelta::nanoseconds(1),
-                    _ => now,
-                };
-                let name = job.name.clone();
-                self.index.upsert(&name, schedule, after, job);
+                self.index_job(*job);
             }
         }
+    }
+
+    /// Indexes a job (or takes it out when it is disabled, a child, or unschedulable). A job
+    /// whose schedule never fires again is answered back with its schedule, parsed once, so
+    /// start-up can still catch up what it missed.
+    fn index_job(&mut self, job: Job) -> Option<(Job, rkron_core::Schedule)> {
+        if job.disabled || job.is_child() {
+            self.index.remove(&job.name);
+            return None;
+        }
+        let Some(Ok(schedule)) = job.parsed_schedule() else {
+            self.index.remove(&job.name);
+            return None;
+        };
+        let now = self.inner.clock.now();
+        let after = match job.starts_at {
+            Some(s) if s > now => s - TimeDelta::nanoseconds(1),
+            _ => now,
+        };
+        if schedule.next_after(after).is_none() {
+            self.index.remove(&job.name);
+            return Some((job, schedule));
+        }
+        let name = job.name.clone();
+        self.index.upsert(&name, schedule, after, job);
+        None
     }
 
     /// Indexes every stored job, catches up what was missed while no scheduler ran, then runs
@@ -157,19 +168,9 @@ impl Scheduler {
             };
             let Some(last) = page.last() else { break };
             cursor = Some(last.name.clone());
-            let now = self.inner.clock.now();
             for job in page {
-                let exhausted = match job.parsed_schedule() {
-                    Some(Ok(s))
-                        if !job.disabled && !job.is_child() && s.next_after(now).is_none() =>
-                    {
-                        Some(s)
-                    }
-                    _ => None,
-                };
-                match exhausted {
-                    Some(schedule) => self.exhausted.push((Arc::new(job), schedule)),
-                    None => self.apply(Msg::Upsert(Box::new(job))),
+                if let Some((job, schedule)) = self.index_job(job) {
+                    self.exhausted.push((Arc::new(job), schedule));
                 }
             }
         }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use rkron_core::execution::unix_nanos;
-use rkron_core::{Execution, Job, group_status};
+use rkron_core::{Execution, Job};
 use rkron_store::{Expect, JobOp, MissedFires, StoreError, Version};
 use tokio::sync::{mpsc, oneshot};
 
@@ -561,14 +561,10 @@ impl<'txn> Tables<'txn> {
 
         self.write_execution(prepared, retention)
             .map_err(OpError::Failed)?;
-        job.status = group_status(&self.group_of(execution).map_err(OpError::Failed)?);
-        if execution.success {
-            job.success_count += 1;
-            job.last_success = execution.finished_at.or(job.last_success);
-        } else {
-            job.error_count += 1;
-            job.last_error = execution.finished_at.or(job.last_error);
-        }
+        job.record_finished(
+            execution,
+            &self.group_of(execution).map_err(OpError::Failed)?,
+        );
         let version = self.last_version + 1;
         let bytes = encode_job(version, &job).map_err(OpError::Failed)?;
         self.jobs.insert(name, bytes.as_slice()).map_err(failed)?;

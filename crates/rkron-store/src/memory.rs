@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rkron_core::execution::{parse_execution_id, unix_nanos};
-use rkron_core::{Execution, Job, group_status};
+use rkron_core::{Execution, Job};
 
 use crate::{Expect, JobOp, JobPage, MissedFires, Store, StoreError, Version, Versioned};
 
@@ -260,14 +260,7 @@ impl Store for MemoryStore {
             .take_while(|(key, _)| key.0 == execution.job_name)
             .map(|(_, stored)| stored)
             .filter(|stored| stored.group == execution.group);
-        job.status = group_status(group);
-        if execution.success {
-            job.success_count += 1;
-            job.last_success = execution.finished_at.or(job.last_success);
-        } else {
-            job.error_count += 1;
-            job.last_error = execution.finished_at.or(job.last_error);
-        }
+        job.record_finished(execution, group);
         let version = state.next_version();
         state.jobs.insert(
             job.name.clone(),
