@@ -97,6 +97,26 @@ pub(crate) async fn members(State(s): State<AppState>) -> Response {
     (total_count(members.len()), Json(members)).into_response()
 }
 
+/// `POST /v1/leave`: the node leaves the cluster gracefully and stops; answers the members it
+/// knew, as Dkron answers its peers.
+pub(crate) async fn leave(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let Some(leave) = &s.leave else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "this node cannot leave: it is not in a cluster",
+        ));
+    };
+    let members: Vec<_> = s
+        .node
+        .members()
+        .into_iter()
+        .map(|m| member_to_wire(m, true))
+        .collect();
+    tracing::info!("leave requested over HTTP");
+    leave();
+    Ok(Json(members).into_response())
+}
+
 pub(crate) async fn leader(State(s): State<AppState>) -> Result<Response, ApiError> {
     match s.node.leader() {
         Some(m) => Ok(Json(member_to_wire(m, false)).into_response()),

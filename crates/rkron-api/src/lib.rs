@@ -25,7 +25,13 @@ pub struct ApiOptions {
     pub max_body: usize,
     /// Largest accepted restore upload, in bytes.
     pub restore_max_body: usize,
+    /// Called by `POST /v1/leave`: the node leaves the cluster and stops. Without it the route
+    /// answers 500.
+    pub leave: Option<LeaveHook>,
 }
+
+/// What `POST /v1/leave` calls to make the node leave and stop.
+pub type LeaveHook = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for ApiOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,21 +49,35 @@ impl Default for ApiOptions {
             metrics: None,
             max_body: 1024 * 1024,
             restore_max_body: 64 * 1024 * 1024,
+            leave: None,
         }
     }
 }
 
 /// Shared state of the handlers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) node: NodeHandle,
+    pub(crate) leave: Option<LeaveHook>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("node", &self.node)
+            .field("leave", &self.leave.is_some())
+            .finish()
+    }
 }
 
 /// Builds the API router for a node.
 pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
     use handlers as h;
     let whom = node.node_name().to_owned();
-    let state = AppState { node };
+    let state = AppState {
+        node,
+        leave: options.leave.clone(),
+    };
     let restore = Router::new()
         .route("/v1/restore", post(h::restore))
         .layer(DefaultBodyLimit::max(options.restore_max_body));
@@ -67,6 +87,7 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         .route("/v1/members", get(h::members))
         .route("/v1/leader", get(h::leader))
         .route("/v1/isleader", get(h::is_leader))
+        .route("/v1/leave", post(h::leave))
         .route(
             "/v1/jobs",
             get(h::list_jobs).post(h::upsert_job).patch(h::upsert_job),

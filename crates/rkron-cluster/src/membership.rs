@@ -68,7 +68,7 @@ pub enum MembershipError {
 /// Dropping it without [`Membership::leave`] stops gossip at once; the other members then see
 /// this node as failed.
 pub struct Membership {
-    handle: Option<ChitchatHandle>,
+    handle: std::sync::Mutex<Option<ChitchatHandle>>,
     chitchat: Arc<Mutex<Chitchat>>,
     members: watch::Receiver<Vec<Member>>,
     refresh: Arc<Notify>,
@@ -191,7 +191,7 @@ impl Membership {
             "gossip started"
         );
         Ok(Membership {
-            handle: Some(handle),
+            handle: std::sync::Mutex::new(Some(handle)),
             chitchat,
             members,
             refresh,
@@ -277,7 +277,7 @@ impl Membership {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            if let Some(handle) = &self.handle {
+            if let Some(handle) = self.lock_handle().as_ref() {
                 for addr in &seed_addrs {
                     // Fails only once gossip has stopped, which `wait_for` below notices.
                     let _ = handle.gossip(*addr);
@@ -312,9 +312,28 @@ impl Membership {
         }
     }
 
+    fn lock_handle(&self) -> std::sync::MutexGuard<'_, Option<ChitchatHandle>> {
+        // Only take() and reads happen under the lock: a poisoned one is still consistent.
+        self.handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Announces `leaving` without stopping: the others stop sending runs here while this node
+    /// finishes what it runs; [`Membership::leave`] completes the leave.
+    pub async fn announce_leaving(&self) {
+        self.chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(STATUS_KEY, STATUS_LEAVING);
+        self.refresh.notify_one();
+        tokio::time::sleep(self.timings.leave_propagation).await;
+    }
+
     /// Leaves gracefully: announces `leaving`, then `left`, each for a few gossip rounds, and
     /// stops gossip. The others list this node as leaving, then left.
-    pub async fn leave(mut self) {
+    pub async fn leave(&self) {
         for status in [STATUS_LEAVING, STATUS_LEFT] {
             self.chitchat
                 .lock()
@@ -324,7 +343,8 @@ impl Membership {
             self.refresh.notify_one();
             tokio::time::sleep(self.timings.leave_propagation).await;
         }
-        if let Some(handle) = self.handle.take()
+        let handle = self.lock_handle().take();
+        if let Some(handle) = handle
             && let Err(error) = handle.shutdown().await
         {
             warn!(error = %format!("{error:#}"), "gossip did not stop cleanly");
@@ -336,7 +356,7 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.view_task.abort();
-        if let Some(handle) = &self.handle {
+        if let Some(handle) = self.lock_handle().as_ref() {
             handle.abort();
         }
     }

@@ -91,6 +91,11 @@ impl LocalAgent {
         }
     }
 
+    /// The name of the node this agent runs jobs for.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
     /// Number of executions running on this node.
     pub fn running_count(&self) -> usize {
         self.running.lock().map(|r| r.len()).unwrap_or(0)

@@ -41,9 +41,15 @@ pub(crate) async fn fire(
         return None;
     }
     let group = unix_nanos(scheduled_at.unwrap_or_else(|| inner.clock.now()));
+    let candidates: Vec<_> = inner
+        .members
+        .borrow()
+        .iter()
+        .map(crate::Member::candidate)
+        .collect();
     let targets = select_targets(
         job.tags.as_ref(),
-        &inner.candidates,
+        &candidates,
         &inner.config.region,
         &mut rand::rng(),
     );
@@ -154,6 +160,15 @@ async fn run_on(
     loop {
         let sent = match accepted.take() {
             Some(sent) => sent,
+            None if !member_alive(&inner, &node) => {
+                // Dkron retries on the node that failed only, and only while it is alive.
+                let mut failed = attempt.clone();
+                failed.node_name = node.clone();
+                failed.finished_at = Some(inner.clock.now());
+                failed.output = format!("retry node is gone: {node} for job {}", job.name);
+                record_finished(&inner, &job, failed).await;
+                return;
+            }
             None => send_run(&inner, &node, &job, attempt.clone()).await,
         };
         let finished = run_once(&inner, &node, &job, attempt.clone(), sent).await;
@@ -182,6 +197,15 @@ async fn run_on(
         attempt.started_at = inner.clock.now();
         attempt.output.clear();
     }
+}
+
+/// Whether `node` is an alive member now.
+fn member_alive(inner: &Inner, node: &str) -> bool {
+    inner
+        .members
+        .borrow()
+        .iter()
+        .any(|m| m.name == node && m.status == crate::MemberStatus::Alive)
 }
 
 /// Records the events of one sent run; answers the finished execution.

@@ -31,7 +31,7 @@ use rkron_executor::{ExecutorRegistry, OutputBuffer};
 use rkron_notify::{Notifier, NotifySettings};
 use rkron_processor::ProcessorRegistry;
 use rkron_store::Store;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -86,6 +86,22 @@ impl NodeConfig {
     }
 }
 
+/// How long after start-up a run on a node absent from the member list is still waited for:
+/// gossip needs a few rounds to list every member after a restart.
+pub(crate) const MEMBER_GRACE: Duration = Duration::from_secs(60);
+
+/// What a node needs from the cluster: its own agent, the runner that reaches every member,
+/// and the member list as gossip maintains it.
+#[derive(Debug, Clone)]
+pub struct ClusterParts {
+    /// This node's agent (runs jobs here).
+    pub agent: LocalAgent,
+    /// Carries runs to members: this node's agent for itself, RPC for the others.
+    pub runner: Arc<dyn AgentRunner>,
+    /// The member list, this node included, updated as gossip learns.
+    pub members: watch::Receiver<Vec<Member>>,
+}
+
 /// Meta key of the cluster-wide pause flag.
 const META_PAUSED: &str = "paused";
 
@@ -111,8 +127,11 @@ struct Inner {
     notifier: Notifier,
     agent: LocalAgent,
     self_member: Member,
-    /// The members as targeting candidates (this node alone until the cluster issue).
-    candidates: Vec<rkron_core::tags::Candidate>,
+    /// The cluster members as gossip sees them (this node alone without a cluster).
+    members: watch::Receiver<Vec<Member>>,
+    /// When this node started: a run on a node that membership has not listed for
+    /// [`MEMBER_GRACE`] since then is failed by the watchdog.
+    started: tokio::time::Instant,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
     /// Runs sent to a node whose start is not reported yet, per job (for `forbid`).
@@ -182,38 +201,47 @@ impl Node {
         clock: Arc<dyn Clock>,
         runner: Option<Arc<dyn AgentRunner>>,
     ) -> Result<NodeHandle, NodeError> {
-        let rpc_addr = format!("{}:{}", config.advertise_ip, config.rpc_port);
-        let tags = node_tags(
-            &config.tags,
-            config.server,
-            &config.datacenter,
-            &config.region,
-            &config.version,
-            &rpc_addr,
-            config.rpc_port,
+        let self_member = self_member(&config);
+        let agent = LocalAgent::new(
+            config.node_name.clone(),
+            plugins.executors.clone(),
+            clock.clone(),
         );
-        let self_member = Member {
-            name: config.node_name.clone(),
-            addr: config.advertise_ip.clone(),
-            port: config.advertise_port,
-            tags,
-            status: MemberStatus::Alive,
+        // Nothing changes a lone node's member list: the receiver keeps the last value.
+        let (_, members) = watch::channel(vec![self_member]);
+        let parts = ClusterParts {
+            runner: runner.unwrap_or_else(|| Arc::new(agent.clone())),
+            agent,
+            members,
         };
+        Self::start_in_cluster(config, store, plugins, clock, parts).await
+    }
+
+    /// Starts a server that is a member of a cluster: runs go to the members gossip lists,
+    /// through `parts.runner`.
+    pub async fn start_in_cluster(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        plugins: Plugins,
+        clock: Arc<dyn Clock>,
+        parts: ClusterParts,
+    ) -> Result<NodeHandle, NodeError> {
+        let self_member = self_member(&config);
         let paused = store
             .get_meta(META_PAUSED)
             .await?
             .is_some_and(|v| v == "true");
-        let agent = LocalAgent::new(config.node_name.clone(), plugins.executors, clock.clone());
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            runner: runner.unwrap_or_else(|| Arc::new(agent.clone())),
+            runner: parts.runner,
             processors: plugins.processors,
             notifier: plugins.notifier,
-            agent,
+            agent: parts.agent,
             config,
             store,
             clock,
-            candidates: vec![self_member.candidate()],
+            members: parts.members,
+            started: tokio::time::Instant::now(),
             self_member,
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
@@ -234,6 +262,27 @@ impl Node {
             .tasks
             .spawn(watchdog::run(inner.clone(), inner.shutdown.child_token()));
         Ok(handle)
+    }
+}
+
+/// This node as a member, with its reserved tags.
+fn self_member(config: &NodeConfig) -> Member {
+    let rpc_addr = format!("{}:{}", config.advertise_ip, config.rpc_port);
+    let tags = node_tags(
+        &config.tags,
+        config.server,
+        &config.datacenter,
+        &config.region,
+        &config.version,
+        &rpc_addr,
+        config.rpc_port,
+    );
+    Member {
+        name: config.node_name.clone(),
+        addr: config.advertise_ip.clone(),
+        port: config.advertise_port,
+        tags,
+        status: MemberStatus::Alive,
     }
 }
 
@@ -264,14 +313,24 @@ impl NodeHandle {
         self.inner.clock.now()
     }
 
-    /// The cluster members known to this node.
+    /// The cluster members known to this node, sorted by name.
     pub fn members(&self) -> Vec<Member> {
-        vec![self.inner.self_member.clone()]
+        self.inner.members.borrow().clone()
     }
 
     /// The current leader, if any: this server, once its scheduler has loaded every job.
     pub fn leader(&self) -> Option<Member> {
-        self.is_leader().then(|| self.inner.self_member.clone())
+        if !self.is_leader() {
+            return None;
+        }
+        let listed = self
+            .inner
+            .members
+            .borrow()
+            .iter()
+            .find(|m| m.name == self.inner.config.node_name)
+            .cloned();
+        Some(listed.unwrap_or_else(|| self.inner.self_member.clone()))
     }
 
     /// Whether this node leads: it is a server and its scheduler is running.
@@ -350,13 +409,30 @@ impl NodeHandle {
     }
 
     /// Marks executions that were running on this node when it last stopped (a crash or
-    /// kill -9) as failed, so that `forbid` is never blocked by a stale record.
+    /// kill -9) as failed, so that `forbid` is never blocked by a stale record. Executions
+    /// running on other nodes are adopted: their node reports them to this server when they
+    /// finish, and the watchdog fails them if the node is gone or misses the job's timeout.
     async fn recover_interrupted(&self) -> Result<(), NodeError> {
         let stale = self.inner.store.running_executions().await?;
-        for mut e in stale
-            .into_iter()
-            .filter(|e| e.node_name == self.inner.config.node_name)
-        {
+        for mut e in stale {
+            if e.node_name != self.inner.config.node_name {
+                let job = self.inner.store.get_job(&e.job_name).await?;
+                let report_by = job.as_ref().and_then(|j| {
+                    watchdog::report_by(&j.value, e.started_at, self.inner.config.report_margin)
+                });
+                if let Ok(mut active) = self.inner.active.lock() {
+                    active.insert(
+                        e.id(),
+                        ActiveRun {
+                            output: OutputBuffer::new(),
+                            execution: e,
+                            report_by,
+                            kill_sent: false,
+                        },
+                    );
+                }
+                continue;
+            }
             e.finished_at = Some(self.now());
             e.success = false;
             e.output.push_str("\nrkron: the node stopped while this execution was running; it was recorded as failed on restart");
@@ -365,6 +441,39 @@ impl NodeHandle {
                 .finish_execution(&e, self.inner.config.execution_retention)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Records the final report of a run that reached this server outside its run stream: the
+    /// node lost the stream (this server restarted, or the connection broke) and reported to
+    /// any server. A report for a run already recorded as finished is ignored.
+    pub async fn report_finished(&self, execution: Execution) -> Result<(), NodeError> {
+        let id = execution.id();
+        let was_active = self
+            .inner
+            .active
+            .lock()
+            .map(|mut a| a.remove(&id).is_some())
+            .unwrap_or(false);
+        if !was_active {
+            match self
+                .inner
+                .store
+                .get_execution(&execution.job_name, &id)
+                .await?
+            {
+                Some(stored) if stored.finished_at.is_some() => {
+                    tracing::info!(execution = %id, "report of an execution already recorded as finished; ignored");
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let Some(job) = self.inner.store.get_job(&execution.job_name).await? else {
+            return Err(NodeError::JobNotFound);
+        };
+        tracing::info!(execution = %id, node = %execution.node_name, "final report received outside the run stream");
+        dispatch::record_finished(&self.inner, &Arc::new(job.value), execution).await;
         Ok(())
     }
 }

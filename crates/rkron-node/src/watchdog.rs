@@ -62,8 +62,36 @@ async fn check(inner: &Arc<Inner>) {
     let kill_wait = TimeDelta::from_std(inner.config.report_margin).unwrap_or(TimeDelta::MAX);
     let mut to_kill = Vec::new();
     let mut to_fail = Vec::new();
+    let mut node_gone = Vec::new();
+    let members: std::collections::HashMap<String, crate::MemberStatus> = inner
+        .members
+        .borrow()
+        .iter()
+        .map(|m| (m.name.clone(), m.status))
+        .collect();
+    let listing_settled = inner.started.elapsed() >= crate::MEMBER_GRACE;
     if let Ok(mut active) = inner.active.lock() {
         for (id, run) in active.iter_mut() {
+            let node = run.execution.node_name.as_str();
+            if node != inner.config.node_name {
+                match members.get(node) {
+                    Some(status @ (crate::MemberStatus::Failed | crate::MemberStatus::Left)) => {
+                        node_gone.push((
+                            id.clone(),
+                            format!("its node {node} {} (gossip)", status.as_str()),
+                        ));
+                        continue;
+                    }
+                    None if listing_settled => {
+                        node_gone.push((
+                            id.clone(),
+                            format!("its node {node} is not a cluster member"),
+                        ));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             let Some(deadline) = run.report_by else {
                 continue;
             };
@@ -85,6 +113,23 @@ async fn check(inner: &Arc<Inner>) {
                 "rkron: execution outlived its timeout and was killed by the watchdog",
             )
             .await;
+    }
+    for (id, why) in node_gone {
+        let taken = inner.active.lock().ok().and_then(|mut a| a.remove(&id));
+        let Some(run) = taken else { continue };
+        let mut execution = run.execution;
+        execution.output = run.output.snapshot();
+        execution.output.push_str(&format!(
+            "\nrkron: execution recorded as failed: {why} while it was running"
+        ));
+        execution.finished_at = Some(now);
+        execution.success = false;
+        tracing::error!(execution = %id, job = %execution.job_name, reason = %why, "execution recorded as failed: its node is gone");
+        let job = match inner.store.get_job(&execution.job_name).await {
+            Ok(Some(j)) => Arc::new(j.value),
+            _ => continue,
+        };
+        crate::dispatch::record_finished(inner, &job, execution).await;
     }
     for id in to_fail {
         let taken = inner.active.lock().ok().and_then(|mut a| a.remove(&id));

@@ -18,8 +18,8 @@ mod convert;
 mod runner;
 mod server;
 
-pub use runner::GrpcRunner;
-pub use server::{AgentServer, ServeError, serve};
+pub use runner::{ClusterRunner, GrpcRunner};
+pub use server::{AgentServer, ServeError, ServerAddresses, serve};
 
 /// The generated protobuf messages and gRPC client and server of `proto/rkron.proto`.
 #[allow(
@@ -31,4 +31,21 @@ pub use server::{AgentServer, ServeError, serve};
 )]
 pub mod proto {
     tonic::include_proto!("rkron.v1");
+}
+
+/// Asks the node whose RPC service is at `address` (`host:port`) to leave the cluster and stop
+/// (`rkron leave`); answers the node's name.
+pub async fn request_leave(address: &str) -> Result<String, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let reply = proto::agent_service_client::AgentServiceClient::new(channel)
+        .leave(proto::LeaveRequest {})
+        .await
+        .map_err(|status| status.message().to_owned())?;
+    Ok(reply.into_inner().node_name)
 }

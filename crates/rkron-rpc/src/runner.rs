@@ -239,3 +239,42 @@ async fn forward_run(
         }
     }
 }
+
+/// The leader's runner in a cluster: this node's own agent for runs on itself, gRPC for runs
+/// on any other member.
+#[derive(Debug)]
+pub struct ClusterRunner {
+    local: rkron_node::LocalAgent,
+    remote: std::sync::Arc<GrpcRunner>,
+}
+
+impl ClusterRunner {
+    /// Runs on `local.node_name()` go to `local`, the others through `remote`.
+    pub fn new(local: rkron_node::LocalAgent, remote: std::sync::Arc<GrpcRunner>) -> Self {
+        Self { local, remote }
+    }
+}
+
+#[async_trait]
+impl AgentRunner for ClusterRunner {
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError> {
+        if node == self.local.node_name() {
+            self.local.run(node, run, events).await
+        } else {
+            self.remote.run(node, run, events).await
+        }
+    }
+
+    async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
+        if node == self.local.node_name() {
+            self.local.kill(node, execution_id, reason).await
+        } else {
+            self.remote.kill(node, execution_id, reason).await
+        }
+    }
+}

@@ -1,16 +1,19 @@
 //! The node side of the RPC: [`AgentServer`] serves a node's [`LocalAgent`] over gRPC.
 
+use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rkron_core::Job;
 use rkron_executor::OutputBuffer;
-use rkron_node::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
+use rkron_node::{AgentRun, AgentRunner, LocalAgent, NodeError, NodeHandle, RunError, RunEvent};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -26,6 +29,15 @@ const OUTPUT_INTERVAL: Duration = Duration::from_millis(250);
 const OUTPUT_CHUNK: usize = 64 * 1024;
 /// How often the output buffer is checked: it has no change notification.
 const OUTPUT_POLL: Duration = Duration::from_millis(50);
+/// Wait between two rounds of trying every server with a report whose stream broke.
+const REPORT_RETRY: Duration = Duration::from_secs(2);
+/// How long a report whose stream broke is offered to the servers before it is given up.
+const REPORT_GIVE_UP: Duration = Duration::from_secs(60 * 60);
+/// Longest wait for one server to take a report.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The RPC addresses of the cluster's live servers, as gossip knows them now.
+pub type ServerAddresses = Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>;
 
 /// Why the RPC server stopped.
 #[derive(Debug, thiserror::Error)]
@@ -41,23 +53,71 @@ pub async fn serve(
     agent: LocalAgent,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .serve_with_incoming_shutdown(AgentServer::new(agent).into_service(), incoming, shutdown)
-        .await
-        .map_err(|error| ServeError(error.to_string()))
+    AgentServer::new(agent).serve(listener, shutdown).await
 }
 
-/// The gRPC `AgentService` of one node: runs and kills executions on its [`LocalAgent`].
-#[derive(Debug, Clone)]
+/// The gRPC `AgentService` of one node: runs and kills executions on its [`LocalAgent`],
+/// takes final reports for the leader (on servers) and leave requests.
+#[derive(Clone)]
 pub struct AgentServer {
     agent: LocalAgent,
+    /// Where a run's final report goes when its stream broke.
+    servers: Option<ServerAddresses>,
+    /// The node runtime, on servers: records reports that come outside a run stream.
+    node: Option<NodeHandle>,
+    /// Cancelled by a `Leave` request.
+    leave: Option<CancellationToken>,
+}
+
+impl fmt::Debug for AgentServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentServer")
+            .field("agent", &self.agent)
+            .field("server", &self.node.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentServer {
     /// Creates the service for `agent`.
     pub fn new(agent: LocalAgent) -> Self {
-        Self { agent }
+        Self {
+            agent,
+            servers: None,
+            node: None,
+            leave: None,
+        }
+    }
+
+    /// Sends the final report of a run whose stream broke to one of `servers`.
+    pub fn with_servers(mut self, servers: ServerAddresses) -> Self {
+        self.servers = Some(servers);
+        self
+    }
+
+    /// Records final reports that come outside a run stream on `node` (servers only).
+    pub fn with_node(mut self, node: NodeHandle) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Cancels `leave` when a `Leave` request comes.
+    pub fn with_leave(mut self, leave: CancellationToken) -> Self {
+        self.leave = Some(leave);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` completes (see [`serve`]).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        Server::builder()
+            .serve_with_incoming_shutdown(self.into_service(), incoming, shutdown)
+            .await
+            .map_err(|error| ServeError(error.to_string()))
     }
 
     /// Returns the tonic service, for a server that hosts other services too.
@@ -90,7 +150,11 @@ impl AgentService for AgentServer {
             .await
             .map_err(|error| status_of_run_error(&error))?;
         let (stream_events, stream_events_receiver) = mpsc::channel(16);
-        tokio::spawn(stream_run(run_events_receiver, stream_events));
+        tokio::spawn(stream_run(
+            run_events_receiver,
+            stream_events,
+            self.servers.clone(),
+        ));
         Ok(Response::new(ReceiverStream::new(stream_events_receiver)))
     }
 
@@ -104,6 +168,44 @@ impl AgentService for AgentServer {
             .kill(&request.node_name, &request.execution_id, &request.reason)
             .await;
         Ok(Response::new(proto::KillReply { found }))
+    }
+
+    async fn execution_done(
+        &self,
+        request: Request<proto::ExecutionDoneRequest>,
+    ) -> Result<Response<proto::ExecutionDoneReply>, Status> {
+        let Some(node) = &self.node else {
+            return Err(Status::unavailable("this node is not a server"));
+        };
+        if !node.is_leader() {
+            return Err(Status::unavailable("this server does not lead"));
+        }
+        let execution = request
+            .into_inner()
+            .execution
+            .ok_or_else(|| Status::invalid_argument("execution is missing"))?;
+        match node.report_finished(execution_from_proto(execution)).await {
+            Ok(()) => Ok(Response::new(proto::ExecutionDoneReply {})),
+            // Dkron's text for a report on a job deleted meanwhile; nothing left to retry.
+            Err(NodeError::JobNotFound) => Err(Status::not_found(
+                "Received execution done for a deleted job",
+            )),
+            Err(error) => Err(Status::unavailable(error.to_string())),
+        }
+    }
+
+    async fn leave(
+        &self,
+        _request: Request<proto::LeaveRequest>,
+    ) -> Result<Response<proto::LeaveReply>, Status> {
+        let Some(leave) = &self.leave else {
+            return Err(Status::unimplemented("this node cannot be asked to leave"));
+        };
+        tracing::info!("leave requested over RPC");
+        leave.cancel();
+        Ok(Response::new(proto::LeaveReply {
+            node_name: self.agent.node_name().to_owned(),
+        }))
     }
 }
 
@@ -119,21 +221,28 @@ type StreamSender = mpsc::Sender<Result<proto::AgentRunEvent, Status>>;
 
 /// Forwards one run's events to the stream: `Started`, output chunks, then `Finished`.
 ///
-/// Ends early when the leader goes away; the run goes on and its report is lost (the leader
-/// fails a run whose stream ends without a result).
-async fn stream_run(mut run_events: mpsc::Receiver<RunEvent>, stream: StreamSender) {
+/// When the leader goes away (the stream closes), the run goes on and its final report goes to
+/// any server that takes it (see [`report_elsewhere`]).
+async fn stream_run(
+    mut run_events: mpsc::Receiver<RunEvent>,
+    stream: StreamSender,
+    servers: Option<ServerAddresses>,
+) {
     let output = match run_events.recv().await {
         Some(RunEvent::Started(execution, output)) => {
             let started = Event::Started(proto::Started {
                 execution: Some(execution_to_proto(&execution)),
             });
             if !send(&stream, started).await {
+                finish_elsewhere(run_events, servers).await;
                 return;
             }
             output
         }
         Some(RunEvent::Finished(execution)) => {
-            send_finished(&stream, &execution).await;
+            if !send_finished(&stream, &execution).await {
+                report_elsewhere(execution, servers).await;
+            }
             return;
         }
         None => return,
@@ -146,8 +255,10 @@ async fn stream_run(mut run_events: mpsc::Receiver<RunEvent>, stream: StreamSend
         tokio::select! {
             event = run_events.recv() => match event {
                 Some(RunEvent::Finished(execution)) => {
-                    if send_output(&stream, cursor.take_new(&output)).await {
-                        send_finished(&stream, &execution).await;
+                    let sent = send_output(&stream, cursor.take_new(&output)).await
+                        && send_finished(&stream, &execution).await;
+                    if !sent {
+                        report_elsewhere(execution, servers).await;
                     }
                     return;
                 }
@@ -162,13 +273,15 @@ async fn stream_run(mut run_events: mpsc::Receiver<RunEvent>, stream: StreamSend
                     || (pending > 0 && last_chunk_at.elapsed() >= OUTPUT_INTERVAL);
                 if due {
                     if !send_output(&stream, cursor.take_new(&output)).await {
+                        finish_elsewhere(run_events, servers).await;
                         return;
                     }
                     last_chunk_at = Instant::now();
                 }
             }
             () = stream.closed() => {
-                tracing::warn!("the leader closed a run stream; the run goes on unreported");
+                tracing::warn!("the leader closed a run stream; the run goes on and will report to any server");
+                finish_elsewhere(run_events, servers).await;
                 return;
             }
         }
@@ -180,16 +293,93 @@ async fn send(stream: &StreamSender, event: Event) -> bool {
     stream.send(Ok(message)).await.is_ok()
 }
 
-async fn send_finished(stream: &StreamSender, execution: &rkron_core::Execution) {
+/// Sends the final report on the stream; false if the stream is gone.
+async fn send_finished(stream: &StreamSender, execution: &rkron_core::Execution) -> bool {
     let finished = Event::Finished(proto::Finished {
         execution: Some(execution_to_proto(execution)),
     });
-    if !send(stream, finished).await {
+    let sent = send(stream, finished).await;
+    if !sent {
         tracing::warn!(
             execution = %execution.id(),
             "the leader went away before the final report"
         );
     }
+    sent
+}
+
+/// Waits for the run's end after its stream broke, then reports it to any server.
+async fn finish_elsewhere(
+    mut run_events: mpsc::Receiver<RunEvent>,
+    servers: Option<ServerAddresses>,
+) {
+    while let Some(event) = run_events.recv().await {
+        if let RunEvent::Finished(execution) = event {
+            report_elsewhere(execution, servers).await;
+            return;
+        }
+    }
+}
+
+/// Offers a final report to every live server in turn, every [`REPORT_RETRY`], until one takes
+/// it (the leader, which records it) or [`REPORT_GIVE_UP`] passes. Dkron's agent does the same
+/// with `ExecutionDone` when the leader's stream is gone.
+async fn report_elsewhere(execution: rkron_core::Execution, servers: Option<ServerAddresses>) {
+    let id = execution.id();
+    let Some(servers) = servers else {
+        tracing::error!(execution = %id, "the final report is lost: this node knows no server to send it to");
+        return;
+    };
+    let request = proto::ExecutionDoneRequest {
+        execution: Some(execution_to_proto(&execution)),
+    };
+    let give_up = Instant::now() + REPORT_GIVE_UP;
+    let mut rounds = 0u32;
+    while Instant::now() < give_up {
+        rounds += 1;
+        for address in servers() {
+            match report_to(address, request.clone()).await {
+                Ok(()) => {
+                    tracing::info!(execution = %id, server = %address, rounds, "final report delivered to a server");
+                    return;
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    tracing::warn!(execution = %id, server = %address, %status, "final report refused; dropped");
+                    return;
+                }
+                Err(status) => {
+                    tracing::debug!(execution = %id, server = %address, %status, "server did not take the final report");
+                }
+            }
+        }
+        if rounds == 1 {
+            tracing::warn!(execution = %id, "no server took the final report yet; retrying every {}s", REPORT_RETRY.as_secs());
+        }
+        tokio::time::sleep(REPORT_RETRY).await;
+    }
+    tracing::error!(execution = %id, "no server took the final report within {}s; it is lost", REPORT_GIVE_UP.as_secs());
+}
+
+async fn report_to(
+    address: SocketAddr,
+    request: proto::ExecutionDoneRequest,
+) -> Result<(), Status> {
+    let call = async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| Status::internal(error.to_string()))?
+            .connect_timeout(REPORT_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        proto::agent_service_client::AgentServiceClient::new(channel)
+            .execution_done(request)
+            .await
+            .map(|_| ())
+    };
+    tokio::time::timeout(REPORT_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("server did not answer in time")))
 }
 
 /// Sends `bytes` in chunks of at most [`OUTPUT_CHUNK`]; returns false if the stream is gone.

@@ -1,18 +1,26 @@
-//! `rkron agent`: composes a node from its configuration (store, executors, node runtime, HTTP
-//! API) and runs it until the shutdown future resolves.
+//! `rkron agent`: composes a node from its configuration and runs it until the shutdown future
+//! resolves (or a leave request, or a failed join).
+//!
+//! Every node: gossip membership on `bind-addr`, the RPC service on `rpc-port` and a local agent
+//! that runs jobs. A server (`--server`) adds the store, the node runtime (scheduler, dispatch,
+//! recording) and the HTTP API; its runs reach other members over RPC.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rkron_api::{ApiOptions, router};
+use rkron_cluster::{Membership, MembershipConfig, ReservedTags};
 use rkron_core::SystemClock;
 use rkron_executor::ExecutorRegistry;
-use rkron_node::{Node, NodeConfig, Plugins};
+use rkron_node::{ClusterParts, LocalAgent, Member, MemberStatus, Node, NodeConfig, Plugins};
 use rkron_notify::{Notifier, NotifySettings};
 use rkron_processor::{ProcessorRegistry, ProcessorSettings};
+use rkron_rpc::{AgentServer, ClusterRunner, GrpcRunner, ServerAddresses};
 use rkron_store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, Backend};
 
@@ -29,6 +37,10 @@ pub enum AgentError {
     Node(#[from] rkron_node::NodeError),
     #[error("HTTP server failed: {0}")]
     Serve(String),
+    #[error("cannot listen for RPC on {addr}: {reason}")]
+    RpcListen { addr: String, reason: String },
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Opens the store chosen by `backend`. This is the only place that names a backend.
@@ -68,34 +80,16 @@ fn notify_settings(config: &AgentConfig) -> NotifySettings {
     }
 }
 
-fn node_config(config: &AgentConfig) -> NodeConfig {
-    let advertise = config
-        .advertise_addr
-        .clone()
-        .unwrap_or_else(|| config.bind_addr.clone());
-    let (ip, port) = match advertise.parse::<SocketAddr>() {
-        Ok(addr) if !addr.ip().is_unspecified() => (addr.ip().to_string(), addr.port()),
-        Ok(addr) => ("127.0.0.1".to_owned(), addr.port()),
-        Err(_) => {
-            let (host, port) = advertise
-                .rsplit_once(':')
-                .unwrap_or((advertise.as_str(), "8946"));
-            (host.to_owned(), port.parse().unwrap_or(8946))
-        }
-    };
+fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
     NodeConfig {
         node_name: config.node_name.clone(),
         server: config.server,
         region: config.region.clone(),
         datacenter: config.datacenter.clone(),
         tags: config.tags.clone(),
-        advertise_ip: ip,
-        advertise_port: port,
-        rpc_port: if config.advertise_rpc_port == 0 {
-            config.rpc_port
-        } else {
-            config.advertise_rpc_port
-        },
+        advertise_ip: addrs.advertise_ip.to_string(),
+        advertise_port: addrs.gossip_advertise.port(),
+        rpc_port: addrs.rpc_advertise.port(),
         execution_retention: config.execution_retention,
         shutdown_grace_period: config.shutdown_grace_period,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -103,22 +97,70 @@ fn node_config(config: &AgentConfig) -> NodeConfig {
     }
 }
 
-/// Runs an agent until `shutdown` resolves, then stops it in order (API, scheduler, running
-/// executions within the grace period, store).
+/// The addresses a node binds and advertises, resolved from `bind-addr`, `advertise-addr`,
+/// `rpc-port` and `advertise-rpc-port`.
+#[derive(Debug, Clone)]
+struct Addresses {
+    advertise_ip: std::net::IpAddr,
+    gossip_advertise: SocketAddr,
+    rpc_advertise: SocketAddr,
+}
+
+/// Resolves `host:port` (an IP or a host name) to one socket address.
+fn resolve(key: &str, text: &str) -> Result<SocketAddr, AgentError> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| AgentError::Cluster(format!("{key} {text}: {e}")))?
+        .next()
+        .ok_or_else(|| AgentError::Cluster(format!("{key} {text}: no address found")))
+}
+
+/// The first private IPv4 address of this machine's interfaces, which Dkron advertises when
+/// `bind-addr` is the unspecified address; 127.0.0.1 when there is none.
+fn private_ip() -> std::net::IpAddr {
+    let found = nix::ifaddrs::getifaddrs().ok().and_then(|addrs| {
+        addrs
+            .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|v4| v4.ip())))
+            .find(|ip| ip.is_private())
+    });
+    found.map_or(std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::V4)
+}
+
+/// Converts gossip's member view to the node runtime's.
+fn node_member(member: &rkron_cluster::Member) -> Member {
+    Member {
+        name: member.name.clone(),
+        addr: member.addr.to_string(),
+        port: member.port,
+        tags: member.tags.clone(),
+        status: match member.status {
+            rkron_cluster::MemberStatus::Alive => MemberStatus::Alive,
+            rkron_cluster::MemberStatus::Leaving => MemberStatus::Leaving,
+            rkron_cluster::MemberStatus::Left => MemberStatus::Left,
+            rkron_cluster::MemberStatus::Failed => MemberStatus::Failed,
+        },
+    }
+}
+
+/// The RPC addresses of the live servers among `members`.
+fn server_rpc_addrs(members: &[rkron_cluster::Member], except: &str) -> Vec<SocketAddr> {
+    members
+        .iter()
+        .filter(|m| m.name != except && m.status.is_live() && rkron_cluster::is_server(&m.tags))
+        .filter_map(|m| m.tags.get(rkron_cluster::TAG_RPC_ADDR)?.parse().ok())
+        .collect()
+}
+
+/// Runs an agent until `shutdown` resolves, then stops it in order: it announces `leaving` (no
+/// new runs come), the API stops, running executions finish within the grace period (or are
+/// killed), the store flushes, and the node leaves the cluster.
 pub async fn run(
     config: AgentConfig,
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    if !config.server {
-        return Err(AgentError::Unsupported(
-            "an agent without --server joins a cluster of servers, which this build does not do yet; \
-             start a server with `rkron agent --server`"
-                .to_owned(),
-        ));
-    }
     // The recorder goes in first, so the catch-up at start-up is counted too.
-    let metrics = if config.enable_prometheus {
+    let metrics = if config.server && config.enable_prometheus {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(|e| {
@@ -129,7 +171,252 @@ pub async fn run(
     } else {
         None
     };
-    let store = store_from_config(&config)?;
+
+    // Addresses: gossip socket and RPC listener are bound first, so port 0 works for both.
+    let bind = resolve("bind-addr", &config.bind_addr)?;
+    let gossip_socket = std::net::UdpSocket::bind(bind).map_err(|e| {
+        AgentError::Cluster(format!("cannot bind the gossip socket on {bind}: {e}"))
+    })?;
+    let gossip_local = gossip_socket
+        .local_addr()
+        .map_err(|e| AgentError::Cluster(format!("gossip socket: {e}")))?;
+    let advertise = match &config.advertise_addr {
+        Some(text) => resolve("advertise-addr", text)?,
+        None => gossip_local,
+    };
+    let advertise_ip = if advertise.ip().is_unspecified() {
+        private_ip()
+    } else {
+        advertise.ip()
+    };
+    let gossip_port = if advertise.port() == 0 {
+        gossip_local.port()
+    } else {
+        advertise.port()
+    };
+    let rpc_bind = SocketAddr::new(bind.ip(), config.rpc_port);
+    let rpc_listener = TcpListener::bind(rpc_bind)
+        .await
+        .map_err(|e| AgentError::RpcListen {
+            addr: rpc_bind.to_string(),
+            reason: e.to_string(),
+        })?;
+    let rpc_local = rpc_listener
+        .local_addr()
+        .map_err(|e| AgentError::RpcListen {
+            addr: rpc_bind.to_string(),
+            reason: e.to_string(),
+        })?;
+    let rpc_port = if config.advertise_rpc_port == 0 || config.advertise_rpc_port == config.rpc_port
+    {
+        rpc_local.port()
+    } else {
+        config.advertise_rpc_port
+    };
+    let addrs = Addresses {
+        advertise_ip,
+        gossip_advertise: SocketAddr::new(advertise_ip, gossip_port),
+        rpc_advertise: SocketAddr::new(advertise_ip, rpc_port),
+    };
+
+    // Gossip.
+    let reserved = ReservedTags {
+        server: config.server,
+        datacenter: config.datacenter.clone(),
+        region: config.region.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        rpc_addr: addrs.rpc_advertise,
+        bootstrap: config.bootstrap,
+        bootstrap_expect: config.bootstrap_expect,
+    };
+    let retrying = !config.retry_join.is_empty();
+    let seeds = if retrying {
+        config.retry_join.clone()
+    } else {
+        config.join.clone()
+    };
+    let mut membership_config = MembershipConfig::new(config.node_name.clone(), gossip_local);
+    membership_config.advertise_addr = Some(addrs.gossip_advertise);
+    membership_config.seeds = seeds.clone();
+    membership_config.tags = reserved.merge_over(&config.tags);
+    membership_config.encrypt_key = config.encrypt.as_ref().map(|k| k.as_bytes().to_vec());
+    membership_config.profile = config
+        .profile
+        .as_str()
+        .parse()
+        .map_err(|e: rkron_cluster::UnknownProfile| AgentError::Cluster(e.to_string()))?;
+    membership_config.retry_interval = config.retry_interval;
+    // `join` is tried once; `retry-join` as often as `retry-max` says (0: forever).
+    membership_config.retry_max = if retrying { config.retry_max } else { 1 };
+    let membership = Membership::start(membership_config, Some(gossip_socket))
+        .await
+        .map_err(|e| AgentError::Cluster(e.to_string()))?;
+    let membership = Arc::new(membership);
+    tracing::info!(
+        node = %config.node_name,
+        gossip = %gossip_local,
+        advertise = %addrs.gossip_advertise,
+        rpc = %rpc_local,
+        "gossip listening on {gossip_local}; RPC listening on {rpc_local}"
+    );
+
+    // Stops the node: the process's shutdown signal, a leave request, a failed join, or a
+    // second server on the embedded store.
+    let stop = CancellationToken::new();
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+    }
+    if !seeds.is_empty() {
+        let (membership, stop, failure) = (membership.clone(), stop.clone(), failure.clone());
+        tokio::spawn(async move {
+            if let Err(error) = membership.wait_for_join().await {
+                tracing::error!(%error, "could not join the cluster; stopping");
+                if let Ok(mut slot) = failure.lock() {
+                    slot.get_or_insert(format!(
+                        "could not join the cluster: {error} (check that the join addresses are reachable and that every node has the same encrypt key)"
+                    ));
+                }
+                stop.cancel();
+            }
+        });
+    }
+
+    // The member list as the node runtime sees it, and the runner's RPC addresses.
+    let grpc = Arc::new(GrpcRunner::new());
+    let (members_tx, members_rx) = watch::channel(
+        membership
+            .members()
+            .iter()
+            .map(node_member)
+            .collect::<Vec<_>>(),
+    );
+    {
+        let mut gossip = membership.watch();
+        let (grpc, stop, failure) = (grpc.clone(), stop.clone(), failure.clone());
+        let me = config.node_name.clone();
+        let guard_embedded = config.server && matches!(config.backend, Backend::Embedded);
+        let joining = !seeds.is_empty();
+        tokio::spawn(async move {
+            loop {
+                let members = gossip.borrow_and_update().clone();
+                for member in &members {
+                    match member
+                        .tags
+                        .get(rkron_cluster::TAG_RPC_ADDR)
+                        .map(|a| a.parse())
+                    {
+                        Some(Ok(address)) if member.name != me => {
+                            grpc.set_address(&member.name, address);
+                        }
+                        _ => {}
+                    }
+                }
+                if guard_embedded {
+                    let others: Vec<&str> = members
+                        .iter()
+                        .filter(|m| {
+                            m.name != me && m.status.is_live() && rkron_cluster::is_server(&m.tags)
+                        })
+                        .map(|m| m.name.as_str())
+                        .collect();
+                    if !others.is_empty() {
+                        let message = format!(
+                            "another server ({}) is in this cluster, and the embedded store holds one server's data only: \
+                             high availability with several servers needs an external store (backend: etcd, redis, zookeeper, dynamodb or consul)",
+                            others.join(", ")
+                        );
+                        if joining {
+                            tracing::error!("{message}; this server stops");
+                            if let Ok(mut slot) = failure.lock() {
+                                slot.get_or_insert(message);
+                            }
+                            stop.cancel();
+                        } else {
+                            tracing::error!("{message}; runs are not sent to it");
+                        }
+                    }
+                }
+                let _ = members_tx.send(members.iter().map(node_member).collect());
+                if gossip.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let server_addrs: ServerAddresses = {
+        let membership = membership.clone();
+        let me = config.node_name.clone();
+        Arc::new(move || server_rpc_addrs(&membership.members(), &me))
+    };
+
+    let clock = Arc::new(SystemClock);
+    let executors = ExecutorRegistry::with_builtins();
+    let agent = LocalAgent::new(config.node_name.clone(), executors.clone(), clock.clone());
+    let rpc = AgentServer::new(agent.clone())
+        .with_servers(server_addrs)
+        .with_leave(stop.clone());
+    let rpc_stop = CancellationToken::new();
+
+    let served = if config.server {
+        run_server(
+            &config,
+            &addrs,
+            listener,
+            metrics,
+            agent,
+            grpc,
+            members_rx,
+            rpc,
+            rpc_listener,
+            &rpc_stop,
+            &stop,
+            &membership,
+        )
+        .await
+    } else {
+        let rpc_task = {
+            let rpc_stop = rpc_stop.clone();
+            tokio::spawn(rpc.serve(rpc_listener, async move { rpc_stop.cancelled().await }))
+        };
+        tracing::info!(node = %config.node_name, "rkron agent started; runs come over RPC on {rpc_local}");
+        stop.cancelled().await;
+        membership.announce_leaving().await;
+        agent.drain(config.shutdown_grace_period).await;
+        rpc_stop.cancel();
+        let _ = rpc_task.await;
+        Ok(())
+    };
+    membership.leave().await;
+    served?;
+    match failure.lock().ok().and_then(|mut slot| slot.take()) {
+        Some(message) => Err(AgentError::Cluster(message)),
+        None => Ok(()),
+    }
+}
+
+/// The server part of [`run`]: store, node runtime, HTTP API and the RPC service with result
+/// reporting. Returns once the node has stopped.
+#[allow(clippy::too_many_arguments)]
+async fn run_server(
+    config: &AgentConfig,
+    addrs: &Addresses,
+    listener: Option<TcpListener>,
+    metrics: Option<rkron_api::MetricsRender>,
+    agent: LocalAgent,
+    grpc: Arc<GrpcRunner>,
+    members: watch::Receiver<Vec<Member>>,
+    rpc: AgentServer,
+    rpc_listener: TcpListener,
+    rpc_stop: &CancellationToken,
+    stop: &CancellationToken,
+    membership: &Membership,
+) -> Result<(), AgentError> {
+    let store = store_from_config(config)?;
     let clock = Arc::new(SystemClock);
     let plugins = Plugins {
         executors: ExecutorRegistry::with_builtins(),
@@ -139,9 +426,22 @@ pub async fn run(
             fluent_port: config.fluent_port,
             fluent_tag: config.fluent_tag.clone(),
         }),
-        notifier: Notifier::new(notify_settings(&config)),
+        notifier: Notifier::new(notify_settings(config)),
     };
-    let node = Node::start(node_config(&config), store, plugins, clock).await?;
+    let parts = ClusterParts {
+        runner: Arc::new(ClusterRunner::new(agent.clone(), grpc)),
+        agent,
+        members,
+    };
+    let node =
+        Node::start_in_cluster(node_config(config, addrs), store, plugins, clock, parts).await?;
+    let rpc_task = {
+        let rpc_stop = rpc_stop.clone();
+        tokio::spawn(
+            rpc.with_node(node.clone())
+                .serve(rpc_listener, async move { rpc_stop.cancelled().await }),
+        )
+    };
     let listener = match listener {
         Some(l) => l,
         None => {
@@ -162,15 +462,25 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(node = %config.node_name, http = %local, data_dir = %config.data_dir.display(), "rkron server started; HTTP API listening on {local}");
+    let leave = {
+        let stop = stop.clone();
+        let hook: rkron_api::LeaveHook = Arc::new(move || stop.cancel());
+        Some(hook)
+    };
     let options = ApiOptions {
         metrics,
         max_body: config.http_max_body,
         restore_max_body: config.restore_max_body,
+        leave,
     };
     let app = router(node.clone(), &options);
+    let stopped = stop.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move { stopped.cancelled().await })
         .await;
+    membership.announce_leaving().await;
     node.shutdown().await;
+    rpc_stop.cancel();
+    let _ = rpc_task.await;
     served.map_err(|e| AgentError::Serve(e.to_string()))
 }

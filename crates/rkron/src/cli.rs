@@ -71,6 +71,12 @@ pub enum Command {
         #[command(flatten)]
         server: ServerAddress,
     },
+    /// Ask a node to leave the cluster gracefully and stop
+    Leave {
+        /// The node's RPC address
+        #[arg(long, default_value = "127.0.0.1:6868")]
+        rpc_addr: String,
+    },
     /// Restore jobs from a backup file (parents before children)
     Restore {
         /// The backup file (a JSON array of jobs)

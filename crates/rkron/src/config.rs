@@ -1083,7 +1083,11 @@ fn resolve(
     if let Some(addr) = values.address("http-addr", LISTEN_RULES, LISTEN_EXPECTED)? {
         config.http_addr = addr.to_string();
     }
-    if let Some(port) = values.port("rpc-port", 1, "expected a port number 1-65535")? {
+    if let Some(port) = values.port(
+        "rpc-port",
+        0,
+        "expected a port number 0-65535 (0 picks a free port)",
+    )? {
         config.rpc_port = port;
     }
     config.advertise_rpc_port = match values.port(

@@ -49,6 +49,28 @@ fn main() -> ExitCode {
                 None => Ok(text),
             }
         }),
+        Command::Leave { rpc_addr } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("rkron: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(rkron_rpc::request_leave(&rpc_addr)) {
+                Ok(node) => {
+                    say(&format!("Left the cluster successfully ({node})"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rkron: leave {rpc_addr}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Restore { file, server } => {
             let bytes = match std::fs::read(&file) {
                 Ok(b) => b,

@@ -5,6 +5,7 @@
 mod api;
 mod bad_input;
 mod catchup;
+mod cluster;
 mod executions;
 mod getting_started;
 mod lifecycle;

@@ -14,6 +14,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub client: Client,
     pub log: PathBuf,
+    pub name: String,
     extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -39,9 +40,15 @@ where
 impl Server {
     /// Starts a server with a fresh data dir and extra flags; waits until it answers.
     pub async fn start(extra: &[&str]) -> Server {
+        Server::start_named("test-node", extra).await
+    }
+
+    /// Starts a server named `name` with a fresh data dir and extra flags; waits until it
+    /// answers.
+    pub async fn start_named(name: &str, extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
-        let mut server = Server::spawn(&data_dir, extra);
+        let mut server = Server::spawn_named(name, &data_dir, extra);
         server._tmp = Some(tmp);
         server.wait_ready().await;
         server
@@ -49,9 +56,15 @@ impl Server {
 
     /// Spawns a server on `data_dir` without waiting.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn_named("test-node", data_dir, extra)
+    }
+
+    /// Spawns a server named `name` on `data_dir` without waiting.
+    pub fn spawn_named(name: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let log = data_dir.with_extension("log");
         let mut server = Server {
             child: None,
+            name: name.to_owned(),
             port: 0,
             data_dir: data_dir.to_owned(),
             client: Client::new("http://127.0.0.1:0"),
@@ -67,14 +80,14 @@ impl Server {
         std::fs::create_dir_all(self.data_dir.parent().unwrap()).unwrap();
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkron"))
-            .args(["agent", "--server", "--node-name", "test-node"])
-            // The server picks its own port and logs it: no race with other tests for a port
-            // that was free a moment ago.
+            .args(["agent", "--server", "--node-name", &self.name])
+            // The server picks its own ports and logs them: no race with other tests for a
+            // port that was free a moment ago.
             .args(["--http-addr", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("--bind-addr")
-            .arg("127.0.0.1:8946")
+            .args(["--bind-addr", "127.0.0.1:0", "--rpc-port", "0"])
+            .args(["--profile", "local"])
             .args(&self.extra)
             .env_remove("RKRON_LOG_LEVEL")
             .stdin(Stdio::null())
@@ -141,11 +154,23 @@ impl Server {
         child.wait().unwrap()
     }
 
-    /// Starts the process again on the same data dir and port, and waits until ready.
+    /// Starts the process again on the same data dir, and waits until ready.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
         self.launch();
         self.wait_ready().await;
+    }
+
+    /// Starts the process again with `more` flags added for good (e.g. a `--join`).
+    pub async fn restart_with(&mut self, more: &[&str]) {
+        self.extra.extend(more.iter().map(|s| (*s).to_owned()));
+        self.restart().await;
+    }
+
+    /// The gossip address the server logged (`host:port`), for agents to `--join`.
+    pub fn gossip_addr(&self) -> String {
+        logged_addr(&self.log_text(), "gossip listening on ")
+            .unwrap_or_else(|| panic!("no gossip address logged:\n{}", self.log_text()))
     }
 
     /// The server's log so far.
@@ -160,6 +185,128 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The last `host:port` logged after `marker`.
+pub fn logged_addr(log: &str, marker: &str) -> Option<String> {
+    let rest = &log[log.rfind(marker)? + marker.len()..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    (!addr.is_empty()).then_some(addr)
+}
+
+/// A real `rkron agent` process (not a server): gossip and RPC, no HTTP API.
+pub struct Agent {
+    pub child: Option<Child>,
+    pub name: String,
+    pub log: PathBuf,
+    extra: Vec<String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts an agent named `name` with extra flags (`--join`, `--tag`, …); waits until it has
+    /// logged its addresses.
+    pub async fn start(name: &str, extra: &[&str]) -> Agent {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut agent = Agent {
+            child: None,
+            name: name.to_owned(),
+            log: tmp.path().join("agent.log"),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            _tmp: tmp,
+        };
+        agent.launch();
+        agent.wait_started().await;
+        agent
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkron"))
+            .args(["agent", "--node-name", &self.name])
+            .args(["--bind-addr", "127.0.0.1:0", "--rpc-port", "0"])
+            .args(["--profile", "local"])
+            .args(&self.extra)
+            .env_remove("RKRON_LOG_LEVEL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rkron agent");
+        self.child = Some(child);
+    }
+
+    /// Waits until the agent logged that it started (or panics with its log after 20 s).
+    pub async fn wait_started(&mut self) {
+        let started = wait_until(Duration::from_secs(20), || async {
+            self.log_text().contains("rkron agent started")
+        })
+        .await;
+        assert!(
+            started,
+            "agent {} did not start:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The RPC address the agent logged.
+    pub fn rpc_addr(&self) -> String {
+        logged_addr(&self.log_text(), "RPC listening on ").expect("RPC address logged")
+    }
+
+    /// Sends SIGKILL and waits for the process to die.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again with the same flags, and waits until it started.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the agent first");
+        self.launch();
+        self.wait_started().await;
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; answers its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_exit(&mut self.child, timeout).await
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit on its own; answers its status (and forgets it).
+pub async fn wait_exit(
+    child: &mut Option<Child>,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            *child = None;
+            return status;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
