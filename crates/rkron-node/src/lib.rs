@@ -64,7 +64,15 @@ pub struct NodeConfig {
     /// How long past its timeout a run may go without a final report before the watchdog
     /// kills it, and again before it is recorded as failed.
     pub report_margin: Duration,
+    /// The leadership lease's time to live: a leader that cannot renew stops dispatching
+    /// within three quarters of it, and another server takes over once it expired.
+    pub lease_ttl: Duration,
 }
+
+/// The default [`NodeConfig::lease_ttl`]: 10 s, renewed every 3.3 s. Short enough for a
+/// takeover within seconds, long enough that a store's GC pause or a slow fsync does not
+/// depose a healthy leader.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 impl NodeConfig {
     /// A configuration for tests: one server named `name` with fast timings.
@@ -82,6 +90,7 @@ impl NodeConfig {
             shutdown_grace_period: Duration::from_secs(2),
             version: env!("CARGO_PKG_VERSION").into(),
             report_margin: Duration::from_secs(1),
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }

@@ -21,6 +21,8 @@ use rkron_core::index::{Due, ScheduleIndex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use rkron_store::{Lease, StoreError};
+
 use crate::Inner;
 
 /// How far ahead of their instant fires are taken from the index: enough to write their fire
@@ -52,6 +54,39 @@ pub(crate) struct Scheduler {
     /// Jobs loaded at start whose schedule has no future fire (an `@at` that passed while the
     /// server was down): they are not indexed, but the catch-up still considers them.
     exhausted: Vec<(Arc<Job>, rkron_core::Schedule)>,
+    /// The lease this server leads under, while it does.
+    tenure: Option<Tenure>,
+}
+
+/// One tenure as leader: the lease and when it must be renewed by.
+#[derive(Debug)]
+struct Tenure {
+    lease: Lease,
+    /// When the next renewal is due.
+    renew_at: tokio::time::Instant,
+    /// Until when the lease is surely still ours: a quarter of the TTL before it can expire in
+    /// the store, counted from before the last confirmed request. Past it, no dispatch.
+    valid_until: tokio::time::Instant,
+}
+
+impl Tenure {
+    /// A tenure whose lease was granted for `ttl` by a request sent at `sent_at`.
+    fn new(lease: Lease, sent_at: tokio::time::Instant, ttl: Duration) -> Self {
+        let mut tenure = Self {
+            lease,
+            renew_at: sent_at,
+            valid_until: sent_at,
+        };
+        tenure.renewed(sent_at, ttl);
+        tenure
+    }
+
+    /// Records a confirmed grant or renewal for `ttl` of a request sent at `sent_at`: the
+    /// store's expiry is later than `sent_at + ttl`, so counting from `sent_at` is safe.
+    fn renewed(&mut self, sent_at: tokio::time::Instant, ttl: Duration) {
+        self.renew_at = sent_at + ttl / 3;
+        self.valid_until = sent_at + ttl - ttl / 4;
+    }
 }
 
 impl Scheduler {
@@ -61,6 +96,7 @@ impl Scheduler {
             inner,
             index: ScheduleIndex::new(),
             exhausted: Vec::new(),
+            tenure: None,
         }
     }
 
@@ -101,28 +137,133 @@ impl Scheduler {
         None
     }
 
-    /// Indexes every stored job, catches up what was missed while no scheduler ran, then runs
-    /// until `cancel` fires.
+    /// Leads while it holds the store's lease: takes the lease, indexes every stored job,
+    /// catches up what was missed while no scheduler ran, then fires due jobs until `cancel`
+    /// fires or the lease is lost (then it stops dispatching and campaigns again).
     pub(crate) async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Msg>,
         cancel: CancellationToken,
     ) {
-        self.load().await;
-        tracing::info!(jobs = self.index.len(), "scheduler started");
-        self.catch_up().await;
-        self.exhausted = Vec::new();
-        self.inner
-            .scheduling
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let Some((lease, sent_at)) = self.campaign(&cancel).await else {
+                break;
+            };
+            self.tenure = Some(Tenure::new(lease, sent_at, self.inner.config.lease_ttl));
+            // Changes that came while not leading are in the store: the load sees them.
+            while rx.try_recv().is_ok() {}
+            self.load().await;
+            tracing::info!(jobs = self.index.len(), "scheduler started");
+            self.catch_up().await;
+            self.exhausted = Vec::new();
+            let stopped = if self.lost() {
+                false
+            } else {
+                self.inner
+                    .scheduling
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.lead(&mut rx, &cancel).await
+            };
+            self.inner
+                .scheduling
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.index = ScheduleIndex::new();
+            if let Some(tenure) = self.tenure.take()
+                && stopped
+            {
+                // Hand over at once instead of making the next leader wait for expiry.
+                if let Err(e) = self.inner.store.release_lease(&tenure.lease).await {
+                    tracing::warn!(error = %e, "could not release the lease");
+                }
+            }
+            if stopped {
+                break;
+            }
+            tracing::error!("leadership lost: this server stopped dispatching and campaigns again");
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Waits until this server holds the lease (`None` when cancelled first).
+    /// Answers the lease and when the winning request was sent.
+    async fn campaign(&self, cancel: &CancellationToken) -> Option<(Lease, tokio::time::Instant)> {
+        let me = self.inner.config.node_name.clone();
+        let ttl = self.inner.config.lease_ttl;
+        let mut waiting_logged = false;
+        loop {
+            let sent_at = tokio::time::Instant::now();
+            match self.inner.store.acquire_lease(&me, ttl).await {
+                Ok(Some(lease)) => {
+                    tracing::info!(token = lease.token, "took the leadership lease");
+                    return Some((lease, sent_at));
+                }
+                Ok(None) => {
+                    if !waiting_logged {
+                        tracing::info!("another server leads; waiting for its lease");
+                        waiting_logged = true;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not campaign for the lease; retrying"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(ttl / 4) => {}
+            }
+        }
+    }
+
+    /// Whether the lease may have expired in the store: no renewal confirmed within the
+    /// safe part of its TTL.
+    fn lost(&self) -> bool {
+        self.tenure
+            .as_ref()
+            .is_none_or(|t| tokio::time::Instant::now() >= t.valid_until)
+    }
+
+    /// Renews the lease when due; answers whether this server still leads.
+    async fn keep_lease(&mut self) -> bool {
+        let ttl = self.inner.config.lease_ttl;
+        let Some(tenure) = self.tenure.as_mut() else {
+            return false;
+        };
+        let now = tokio::time::Instant::now();
+        if now >= tenure.renew_at {
+            // The deadline counts from before the request: the store's expiry is later.
+            match self.inner.store.renew_lease(&tenure.lease, ttl).await {
+                Ok(true) => tenure.renewed(now, ttl),
+                Ok(false) => {
+                    tracing::error!(token = tenure.lease.token, "the lease was taken over");
+                    tenure.valid_until = now;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew the lease; retrying");
+                    tenure.renew_at = now + ttl / 10;
+                }
+            }
+        }
+        !self.lost()
+    }
+
+    /// The leader's loop; answers `true` when cancelled, `false` when the lease was lost.
+    async fn lead(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Msg>,
+        cancel: &CancellationToken,
+    ) -> bool {
         let mut last_checkpoint: Option<DateTime<Utc>> = None;
         loop {
+            if !self.keep_lease().await {
+                return false;
+            }
             let now = self.inner.clock.now();
             // Fires due within LOOKAHEAD are taken now, so their ledger write is done before
             // their instant and dispatch starts on time (see `fire_due`).
             let due = self.index.pop_due(now + LOOKAHEAD);
             if !due.is_empty() {
                 self.fire_due(due, now).await;
+            }
+            if self.lost() {
+                return false;
             }
             if last_checkpoint.is_none_or(|t| now - t >= TimeDelta::seconds(1)) {
                 self.checkpoint(now).await;
@@ -134,22 +275,22 @@ impl Scheduler {
                     .unwrap_or_default(),
                 None => CHECKPOINT_PERIOD,
             };
+            let until_renew = self.tenure.as_ref().map_or(Duration::ZERO, |t| {
+                t.renew_at
+                    .saturating_duration_since(tokio::time::Instant::now())
+            });
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = cancel.cancelled() => return true,
                 msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
+                    let Some(msg) = msg else { return true };
                     self.apply(msg);
                     while let Ok(more) = rx.try_recv() {
                         self.apply(more);
                     }
                 }
-                () = tokio::time::sleep(until_next.min(CHECKPOINT_PERIOD)) => {}
+                () = tokio::time::sleep(until_next.min(CHECKPOINT_PERIOD).min(until_renew)) => {}
             }
         }
-        self.inner
-            .scheduling
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        tracing::info!("scheduler stopped");
     }
 
     /// Indexes every stored job, a page at a time, so start-up never holds all decoded jobs
@@ -190,7 +331,7 @@ impl Scheduler {
 
     /// Fires due jobs: late fires beyond their starting deadline and skipped ones are recorded
     /// as missed; the rest go to the fire ledger in one write, then to dispatch.
-    async fn fire_due(&self, due: Vec<Due<Job>>, now: DateTime<Utc>) {
+    async fn fire_due(&mut self, due: Vec<Due<Job>>, now: DateTime<Utc>) {
         let mut ledger = Vec::with_capacity(due.len());
         let mut to_fire = Vec::with_capacity(due.len());
         for d in due {
@@ -212,7 +353,9 @@ impl Scheduler {
             ledger.push((job.name.clone(), d.scheduled_at));
             to_fire.push((job, d.scheduled_at));
         }
-        self.record_fires(&ledger).await;
+        if !self.record_fires(&ledger).await {
+            return;
+        }
         metrics::counter!("rkron_fires_total").increment(to_fire.len() as u64);
         to_fire.sort_by_key(|(_, at)| *at);
         for (job, at) in to_fire {
@@ -238,11 +381,36 @@ impl Scheduler {
         }
     }
 
-    /// Writes fires to the ledger before they are dispatched. On a store error the fires are
-    /// dispatched anyway: on one server a lost run is worse than a possible repeat after a crash.
-    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) {
-        if let Err(e) = self.inner.store.record_fires(fires).await {
-            tracing::error!(error = %e, fires = fires.len(), "could not write the fire ledger; dispatching anyway");
+    /// Writes fires to the ledger, fenced by this tenure's token, before they are dispatched;
+    /// answers whether to dispatch them. A fenced write means another server leads now: the
+    /// fires are its to run, so this one steps down without dispatching. On any other store
+    /// error the fires are dispatched while the lease is surely still held: a lost run is worse
+    /// than a possible repeat after a crash.
+    async fn record_fires(&mut self, fires: &[(String, DateTime<Utc>)]) -> bool {
+        if fires.is_empty() {
+            return !self.lost();
+        }
+        let Some(token) = self.tenure.as_ref().map(|t| t.lease.token) else {
+            return false;
+        };
+        match self.inner.store.record_fires(token, fires).await {
+            Ok(()) => !self.lost(),
+            Err(StoreError::Fenced(_)) => {
+                tracing::error!(
+                    token,
+                    fires = fires.len(),
+                    "fire ledger write fenced: another server leads; not dispatching"
+                );
+                if let Some(tenure) = self.tenure.as_mut() {
+                    tenure.valid_until = tokio::time::Instant::now();
+                }
+                false
+            }
+            Err(e) => {
+                let dispatch = !self.lost();
+                tracing::error!(error = %e, fires = fires.len(), dispatch, "could not write the fire ledger");
+                dispatch
+            }
         }
     }
 
@@ -260,7 +428,7 @@ impl Scheduler {
 
     /// Applies each job's catch-up policy to the fires due while no scheduler ran: since the
     /// last checkpoint (or the job's last recorded fire, if later) up to now.
-    async fn catch_up(&self) {
+    async fn catch_up(&mut self) {
         let checkpoint = match self.inner.store.get_meta(META_CHECKPOINT).await {
             Ok(Some(text)) => DateTime::parse_from_rfc3339(&text)
                 .ok()
@@ -302,7 +470,9 @@ impl Scheduler {
                 to_fire.push((job.clone(), at));
             }
         }
-        self.record_fires(&ledger_entries).await;
+        if !self.record_fires(&ledger_entries).await {
+            return;
+        }
         for (job, at) in to_fire {
             crate::dispatch::fire(&self.inner, job, Some(at)).await;
         }

@@ -29,7 +29,7 @@ use redb::{
 };
 use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Execution, Job};
-use rkron_store::{JobOp, JobPage, MissedFires, Store, StoreError, Versioned};
+use rkron_store::{JobOp, JobPage, Lease, LocalLease, MissedFires, Store, StoreError, Versioned};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keyspace::{
@@ -78,7 +78,14 @@ pub struct EmbeddedStore {
     requests: Option<mpsc::Sender<WriteRequest>>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
+    /// The leadership lease. The file lock already makes this process the only user of the
+    /// store, so the lease lives in memory; only the last token is persisted (meta
+    /// [`LEASE_TOKEN_KEY`]) so tokens keep increasing across restarts. `None` until read.
+    lease: std::sync::Mutex<Option<LocalLease>>,
 }
+
+/// Meta key of the last fencing token handed out.
+const LEASE_TOKEN_KEY: &str = "lease_token";
 
 impl fmt::Debug for EmbeddedStore {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,12 +128,23 @@ impl EmbeddedStore {
             requests: Some(requests),
             writer: Some(writer),
             path,
+            lease: std::sync::Mutex::new(None),
         })
     }
 
     /// Returns the path of the store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` on the lease state under its lock (never held across an `.await`).
+    fn with_lease<T>(&self, f: impl FnOnce(&mut Option<LocalLease>) -> T) -> T {
+        // The state is consistent after every call, so a poisoned lock is still usable.
+        let mut guard = self
+            .lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 
     /// Commits every queued write, stops the writer thread and closes the file.
@@ -504,7 +522,15 @@ impl Store for EmbeddedStore {
         self.write(op).await.map(|_| ())
     }
 
-    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+    async fn record_fires(
+        &self,
+        fence: u64,
+        fires: &[(String, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
+        // One process uses the file (it is locked), so the check cannot race another writer.
+        if !self.with_lease(|lease| lease.as_ref().is_some_and(|l| l.is_current(fence))) {
+            return Err(StoreError::Fenced(fence));
+        }
         // Only the latest fire of each job reaches the writer, in name order.
         let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
         for (job, scheduled_at) in fires {
@@ -556,6 +582,66 @@ impl Store for EmbeddedStore {
             }
         })
         .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        if self.with_lease(|lease| lease.is_none()) {
+            let last = match self.get_meta(LEASE_TOKEN_KEY).await? {
+                Some(text) => text.parse::<u64>().map_err(|e| StoreError::Corrupt {
+                    key: format!("meta/{LEASE_TOKEN_KEY}"),
+                    reason: e.to_string(),
+                })?,
+                None => 0,
+            };
+            self.with_lease(|lease| {
+                lease.get_or_insert_with(|| LocalLease::starting_after(last));
+            });
+        }
+        let (granted, fresh) = self.with_lease(|lease| {
+            let lease = lease.get_or_insert_with(LocalLease::default);
+            let before = lease.last_token();
+            let granted = lease.acquire(holder, ttl);
+            (granted, lease.last_token() != before)
+        });
+        if let Some(granted) = granted.as_ref().filter(|_| fresh)
+            && let Err(error) = self
+                .put_meta(LEASE_TOKEN_KEY, &granted.token.to_string())
+                .await
+        {
+            // A token that is not durable could be handed out again after a restart.
+            self.with_lease(|lease| {
+                if let Some(lease) = lease {
+                    lease.release(granted);
+                }
+            });
+            return Err(error);
+        }
+        Ok(granted)
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with_lease(|state| state.as_mut().is_some_and(|s| s.renew(lease, ttl))))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.with_lease(|state| {
+            if let Some(state) = state {
+                state.release(lease);
+            }
+        });
+        Ok(())
+    }
+
+    async fn current_lease(&self) -> Result<Option<Lease>, StoreError> {
+        Ok(self.with_lease(|state| state.as_ref().and_then(|s| s.current().cloned())))
     }
 }
 

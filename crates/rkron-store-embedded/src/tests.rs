@@ -252,8 +252,9 @@ async fn a_file_without_the_fire_tables_opens_and_gains_them() {
         store.missed_fires("old").await.unwrap(),
         MissedFires::default()
     );
+    let fence = rkron_store::testsuite::lead(&store, "delete clears history").await;
     store
-        .record_fires(&[("old".to_owned(), instant(1))])
+        .record_fires(fence, &[("old".to_owned(), instant(1))])
         .await
         .unwrap();
     store.record_missed("old", &[instant(0)], 0).await.unwrap();

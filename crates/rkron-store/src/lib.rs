@@ -10,10 +10,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rkron_core::{Execution, Job};
 
+pub mod lease;
 pub mod memory;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
+pub use lease::{Lease, LocalLease};
 pub use memory::MemoryStore;
 
 /// A record version, for compare-and-swap. Strictly increases on every write of the record.
@@ -96,6 +98,10 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A leader write carried a fencing token that is no longer the current lease's: the
+    /// writer was deposed. Nothing was written.
+    #[error("fenced: lease token {0} is not the current leader's")]
+    Fenced(u64),
     /// Any other backend failure.
     #[error("store error: {0}")]
     Backend(String),
@@ -175,7 +181,16 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// entry becomes the later of its current value and `scheduled_at` (never moves back). One
     /// atomic, durable write for the whole slice (it is called once per scheduler tick with every
     /// fire of the tick, possibly 10,000 entries).
-    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError>;
+    ///
+    /// Fenced: written only if `fence` is the token of the current, unexpired lease, checked
+    /// atomically with the write; otherwise nothing is written and the answer is
+    /// [`StoreError::Fenced`]. A deposed leader therefore cannot record (and so never
+    /// dispatches) a fire.
+    async fn record_fires(
+        &self,
+        fence: u64,
+        fires: &[(String, DateTime<Utc>)],
+    ) -> Result<(), StoreError>;
 
     /// Reads the whole fire ledger: job → latest dispatched scheduled instant.
     async fn fire_ledger(&self) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError>;
@@ -192,4 +207,29 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Reads a job's missed fires (the default when none were recorded).
     async fn missed_fires(&self, job: &str) -> Result<MissedFires, StoreError>;
+
+    /// Takes the leadership lease for `holder` for `ttl` if no one else holds an unexpired one,
+    /// with a fencing token greater than every token handed out before; when `holder` already
+    /// holds it, renews it and keeps its token. Answers `None` while another holder's lease
+    /// is live.
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+
+    /// Extends `lease` by `ttl` from now if it is still the current, unexpired lease; answers
+    /// `false` (and changes nothing) if it expired or another holder took over.
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives `lease` up at once (if it is still current), so another server can take over
+    /// without waiting for it to expire.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Reads the current, unexpired lease, if any: who leads.
+    async fn current_lease(&self) -> Result<Option<Lease>, StoreError>;
 }

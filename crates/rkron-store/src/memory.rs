@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Execution, Job};
 
-use crate::{Expect, JobOp, JobPage, MissedFires, Store, StoreError, Version, Versioned};
+use crate::{
+    Expect, JobOp, JobPage, Lease, LocalLease, MissedFires, Store, StoreError, Version, Versioned,
+};
 
 /// An execution's key: job name, `started_at` as Unix nanoseconds, node name.
 ///
@@ -38,6 +40,7 @@ struct State {
     meta: BTreeMap<String, String>,
     /// The fire ledger: job → latest dispatched scheduled instant.
     ledger: BTreeMap<String, DateTime<Utc>>,
+    lease: LocalLease,
     /// Missed fires by job; only jobs with at least one recorded.
     missed: BTreeMap<String, MissedFires>,
 }
@@ -333,8 +336,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn record_fires(&self, fires: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+    async fn record_fires(
+        &self,
+        fence: u64,
+        fires: &[(String, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if !state.lease.is_current(fence) {
+            return Err(StoreError::Fenced(fence));
+        }
         for (job, scheduled_at) in fires {
             match state.ledger.get_mut(job) {
                 Some(latest) => *latest = (*latest).max(*scheduled_at),
@@ -370,5 +380,30 @@ impl Store for MemoryStore {
 
     async fn missed_fires(&self, job: &str) -> Result<MissedFires, StoreError> {
         Ok(self.lock().missed.get(job).cloned().unwrap_or_default())
+    }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        Ok(self.lock().lease.acquire(holder, ttl))
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().lease.renew(lease, ttl))
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.lock().lease.release(lease);
+        Ok(())
+    }
+
+    async fn current_lease(&self) -> Result<Option<Lease>, StoreError> {
+        Ok(self.lock().lease.current().cloned())
     }
 }

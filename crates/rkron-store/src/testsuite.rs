@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rkron_core::{Execution, Job, JobStatus};
@@ -47,6 +48,9 @@ where
     missed_fires_of_a_missing_job_are_not_recorded(&factory().await).await;
     delete_job_clears_exactly_its_fire_history(&factory().await).await;
     concurrent_commits_never_lose_updates(Arc::new(factory().await)).await;
+    lease_is_exclusive_until_released(&factory().await).await;
+    lease_expires_without_renewal(&factory().await).await;
+    fencing_rejects_a_deposed_leaders_fires(&factory().await).await;
 }
 
 /// Returns a valid job named `name`.
@@ -1009,9 +1013,182 @@ async fn record_fires<S: Store>(store: &S, fires: &[(&str, DateTime<Utc>)], chec
         .iter()
         .map(|(job, scheduled_at)| ((*job).to_owned(), *scheduled_at))
         .collect();
-    if let Err(error) = store.record_fires(&fires).await {
+    let fence = lead(store, check).await;
+    if let Err(error) = store.record_fires(fence, &fires).await {
         panic!("{check}: record_fires failed: {error}");
     }
+}
+
+/// Takes (or renews) the lease for the suite's leader `suite-leader`; answers its token.
+pub async fn lead<S: Store>(store: &S, check: &str) -> u64 {
+    store
+        .acquire_lease("suite-leader", LEASE_TTL)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: acquire_lease: {e}"))
+        .unwrap_or_else(|| panic!("{check}: the suite leader could not take the lease"))
+        .token
+}
+
+/// The lease TTL of the suite: 2 s, because etcd does not grant shorter leases.
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+async fn lease_is_exclusive_until_released<S: Store>(store: &S) {
+    let check = "lease_is_exclusive_until_released";
+    let a = store
+        .acquire_lease("a", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: a free lease was not granted"));
+    assert_eq!(a.holder, "a", "{check}");
+    assert_eq!(
+        store
+            .acquire_lease("b", Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}")),
+        None,
+        "{check}: b took a lease a holds"
+    );
+    assert_eq!(
+        store
+            .current_lease()
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}"))
+            .as_ref(),
+        Some(&a),
+        "{check}"
+    );
+    let again = store
+        .acquire_lease("a", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    assert_eq!(
+        again.as_ref(),
+        Some(&a),
+        "{check}: re-acquiring renews with the same token"
+    );
+    assert!(
+        store
+            .renew_lease(&a, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}")),
+        "{check}: renew"
+    );
+    store
+        .release_lease(&a)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    assert_eq!(
+        store
+            .current_lease()
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}")),
+        None,
+        "{check}: released"
+    );
+    let b = store
+        .acquire_lease("b", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: a released lease was not handed over"));
+    assert!(
+        b.token > a.token,
+        "{check}: tokens increase: {} then {}",
+        a.token,
+        b.token
+    );
+    assert!(
+        !store
+            .renew_lease(&a, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}")),
+        "{check}: a deposed holder renewed"
+    );
+    store
+        .release_lease(&a)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    assert_eq!(
+        store
+            .current_lease()
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}"))
+            .as_ref(),
+        Some(&b),
+        "{check}: a stale release must not free b's lease"
+    );
+}
+
+async fn lease_expires_without_renewal<S: Store>(store: &S) {
+    let check = "lease_expires_without_renewal";
+    let a = store
+        .acquire_lease("a", LEASE_TTL)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: not granted"));
+    tokio::time::sleep(LEASE_TTL + Duration::from_millis(1_500)).await;
+    let b = store
+        .acquire_lease("b", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: an expired lease was not handed over"));
+    assert!(b.token > a.token, "{check}");
+    assert!(
+        !store
+            .renew_lease(&a, LEASE_TTL)
+            .await
+            .unwrap_or_else(|e| panic!("{check}: {e}")),
+        "{check}: expired lease renewed"
+    );
+}
+
+async fn fencing_rejects_a_deposed_leaders_fires<S: Store>(store: &S) {
+    let check = "fencing_rejects_a_deposed_leaders_fires";
+    let t1 = instant(1_000);
+    let t2 = instant(2_000);
+    let a = store
+        .acquire_lease("a", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: not granted"));
+    store
+        .record_fires(a.token, &[("j".to_owned(), t1)])
+        .await
+        .unwrap_or_else(|e| panic!("{check}: the leader's write: {e}"));
+    store
+        .release_lease(&a)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    let b = store
+        .acquire_lease("b", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"))
+        .unwrap_or_else(|| panic!("{check}: not granted"));
+    let stale = store.record_fires(a.token, &[("j".to_owned(), t2)]).await;
+    assert_eq!(stale, Err(StoreError::Fenced(a.token)), "{check}");
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[("j", t1)]),
+        "{check}: nothing written"
+    );
+    store
+        .record_fires(b.token, &[("j".to_owned(), t2)])
+        .await
+        .unwrap_or_else(|e| panic!("{check}: the new leader's write: {e}"));
+    assert_eq!(
+        ledger_of(store, check).await,
+        ledger(&[("j", t2)]),
+        "{check}"
+    );
+    store
+        .release_lease(&b)
+        .await
+        .unwrap_or_else(|e| panic!("{check}: {e}"));
+    let none = store.record_fires(b.token, &[("j".to_owned(), t2)]).await;
+    assert_eq!(
+        none,
+        Err(StoreError::Fenced(b.token)),
+        "{check}: no lease, no write"
+    );
 }
 
 async fn ledger_of<S: Store>(store: &S, check: &str) -> BTreeMap<String, DateTime<Utc>> {
@@ -1131,7 +1308,7 @@ pub async fn fire_ledger_takes_a_tick_of_ten_thousand_fires<S: Store>(store: &S)
         .map(|index| (name(index), instant(index)))
         .collect();
     store
-        .record_fires(&first)
+        .record_fires(lead(store, check).await, &first)
         .await
         .unwrap_or_else(|e| panic!("{check}: record_fires of {FIRES}: {e}"));
     let expected: BTreeMap<String, DateTime<Utc>> = first.iter().cloned().collect();
@@ -1151,7 +1328,7 @@ pub async fn fire_ledger_takes_a_tick_of_ten_thousand_fires<S: Store>(store: &S)
         .collect();
     second.extend((FIRES - 100..FIRES).map(|index| (name(index), instant(index + 3 * FIRES))));
     store
-        .record_fires(&second)
+        .record_fires(lead(store, check).await, &second)
         .await
         .unwrap_or_else(|e| panic!("{check}: record_fires of {}: {e}", second.len()));
     let expected: BTreeMap<String, DateTime<Utc>> = (0..FIRES)

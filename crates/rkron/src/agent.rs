@@ -94,6 +94,7 @@ fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
         shutdown_grace_period: config.shutdown_grace_period,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         report_margin: std::time::Duration::from_secs(30),
+        lease_ttl: rkron_node::DEFAULT_LEASE_TTL,
     }
 }
 

@@ -131,3 +131,105 @@ async fn a_stream_that_ends_without_a_result_fails_the_run_at_once() {
     );
     assert!(node.busy().is_empty());
 }
+
+/// Counts the runs it is asked for and reports each as finished at once.
+#[derive(Debug, Default)]
+struct Counting {
+    runs: Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>,
+}
+
+#[async_trait]
+impl AgentRunner for Counting {
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError> {
+        self.runs.lock().unwrap().push(run.execution.scheduled_at);
+        let mut e = run.execution;
+        e.node_name = node.to_owned();
+        e.started_at = rkron_core::Clock::now(&SystemClock);
+        events
+            .send(RunEvent::Started(
+                e.clone(),
+                rkron_executor::OutputBuffer::new(),
+            ))
+            .await
+            .unwrap();
+        e.finished_at = Some(e.started_at);
+        e.success = true;
+        events.send(RunEvent::Finished(e)).await.unwrap();
+        Ok(())
+    }
+
+    async fn kill(&self, _node: &str, _execution_id: &str, _reason: &str) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_server_dispatches_only_while_it_holds_the_lease() {
+    use rkron_store::Store;
+    let store = Arc::new(MemoryStore::new());
+    // Another server leads when this one starts.
+    let other = store
+        .acquire_lease("other", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ticking = job("0s");
+    ticking.name = "tick".into();
+    ticking.schedule = "@every 1s".into();
+    let runner = Arc::new(Counting::default());
+    let mut config = NodeConfig::for_test("n1");
+    config.lease_ttl = Duration::from_secs(2);
+    let node = Node::start_with_runner(
+        config,
+        store.clone(),
+        Plugins::builtins("n1"),
+        Arc::new(SystemClock),
+        Some(runner.clone()),
+    )
+    .await
+    .unwrap();
+    node.upsert_job(ticking).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(!node.is_leader());
+    assert!(
+        runner.runs.lock().unwrap().is_empty(),
+        "ran without the lease"
+    );
+
+    // The other server hands over: this one takes the lease and starts firing.
+    store.release_lease(&other).await.unwrap();
+    let mut led = false;
+    for _ in 0..60 {
+        if node.is_leader() && !runner.runs.lock().unwrap().is_empty() {
+            led = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(led, "never took over");
+    let lease = store.current_lease().await.unwrap().unwrap();
+    assert_eq!(lease.holder, "n1");
+    assert!(lease.token > other.token);
+    // It keeps the lease past its TTL by renewing it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(store.current_lease().await.unwrap(), Some(lease));
+    assert!(node.is_leader());
+    // No scheduled instant was dispatched twice.
+    let runs = runner.runs.lock().unwrap().clone();
+    let mut instants: Vec<_> = runs.iter().flatten().collect();
+    let n = instants.len();
+    instants.sort();
+    instants.dedup();
+    assert_eq!(instants.len(), n, "{runs:?}");
+    node.shutdown().await;
+    assert_eq!(
+        store.current_lease().await.unwrap(),
+        None,
+        "released on shutdown"
+    );
+}

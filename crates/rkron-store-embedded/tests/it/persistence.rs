@@ -67,7 +67,8 @@ async fn reopening_keeps_the_fire_ledger_and_missed_fires() {
         .map(|index| (format!("job-{index:04}"), instant(index)))
         .chain([("late".to_owned(), precise)])
         .collect();
-    store.record_fires(&fires).await.unwrap();
+    let fence = rkron_store::testsuite::lead(&store, "persistence").await;
+    store.record_fires(fence, &fires).await.unwrap();
     store
         .record_missed("late", &[instant(2), instant(1)], 4)
         .await
@@ -85,8 +86,9 @@ async fn reopening_keeps_the_fire_ledger_and_missed_fires() {
     };
     assert_eq!(store.missed_fires("late").await.unwrap(), missed);
     // Entries keep moving forward only after a reopen.
+    let fence = rkron_store::testsuite::lead(&store, "persistence").await;
     store
-        .record_fires(&[("late".to_owned(), instant(4))])
+        .record_fires(fence, &[("late".to_owned(), instant(4))])
         .await
         .unwrap();
     store.close().await.unwrap();
@@ -141,4 +143,21 @@ async fn acknowledged_writes_survive_kill_9() {
         );
     }
     assert!(page.total >= acked.len());
+}
+
+#[tokio::test]
+async fn fencing_tokens_keep_increasing_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let lease = store
+            .acquire_lease("srv", std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .expect("a fresh process takes the lease at once");
+        tokens.push(lease.token);
+        store.close().await.unwrap();
+    }
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
 }
