@@ -118,7 +118,7 @@ pub(crate) async fn leave(State(s): State<AppState>) -> Result<Response, ApiErro
 }
 
 pub(crate) async fn leader(State(s): State<AppState>) -> Result<Response, ApiError> {
-    match s.node.leader() {
+    match s.node.leader().await {
         Some(m) => Ok(Json(member_to_wire(m, false)).into_response()),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -91,6 +91,11 @@ impl LocalAgent {
         }
     }
 
+    /// The agent's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The name of the node this agent runs jobs for.
     pub fn node_name(&self) -> &str {
         &self.node_name

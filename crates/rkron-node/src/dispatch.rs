@@ -79,16 +79,27 @@ pub(crate) async fn fire(
     }
     let mut runs = Vec::with_capacity(targets.len());
     for node in targets {
-        // The node accepts the run here, inline, so every run of a tick is accepted before the
-        // work of any of them competes for the CPU; following it goes on in its own task.
-        let accepted = send_run(inner, &node, &job, template.clone()).await;
         let inner2 = inner.clone();
         let (job, execution) = (job.clone(), template.clone());
-        runs.push(
-            inner
-                .tasks
-                .spawn(async move { run_on(inner2, node, job, execution, Some(accepted)).await }),
-        );
+        if node == inner.config.node_name {
+            // This node accepts the run here, inline, so every run of a tick is accepted
+            // before the work of any of them competes for the CPU; following it goes on in
+            // its own task.
+            let accepted = send_run(inner, &node, &job, execution.clone()).await;
+            runs.push(
+                inner.tasks.spawn(async move {
+                    run_on(inner2, node, job, execution, Some(accepted)).await;
+                }),
+            );
+        } else {
+            // Another member accepts it over the network, which can take up to the RPC
+            // timeout when the member just became unreachable: never on the scheduler's path.
+            count_sent(inner, &job.name, 1);
+            runs.push(inner.tasks.spawn(async move {
+                let accepted = send_counted(&inner2, &node, &job, execution.clone()).await;
+                run_on(inner2, node, job, execution, Some(accepted)).await;
+            }));
+        }
     }
     Some(Fired { group, runs })
 }
@@ -112,13 +123,24 @@ async fn send_run(
     job: &Arc<Job>,
     execution: Execution,
 ) -> Accepted {
+    // Paired with exactly one `count_sent(-1)` in `run_once`.
+    count_sent(inner, &job.name, 1);
+    send_counted(inner, node, job, execution).await
+}
+
+/// [`send_run`] for a run already counted as sent (when the fire was dispatched, so a
+/// `forbid` check in between sees it).
+async fn send_counted(
+    inner: &Arc<Inner>,
+    node: &str,
+    job: &Arc<Job>,
+    execution: Execution,
+) -> Accepted {
     let (tx, rx) = mpsc::channel(4);
     let request = AgentRun {
         job: job.clone(),
         execution,
     };
-    // Paired with exactly one `count_sent(-1)` in `run_once`.
-    count_sent(inner, &job.name, 1);
     (inner.runner.run(node, request, tx).await, rx)
 }
 

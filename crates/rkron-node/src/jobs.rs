@@ -437,7 +437,25 @@ impl NodeHandle {
     }
 
     pub(crate) fn notify(&self, msg: Msg) {
+        let name = match &msg {
+            Msg::Upsert(job) => job.name.clone(),
+            Msg::Remove(name) => name.clone(),
+        };
         // The scheduler is gone only during shutdown, when nothing needs scheduling.
         let _ = self.inner.scheduler_tx.send(msg);
+        // Another server leads: tell it (it also resyncs periodically, so a lost notice only
+        // delays the change).
+        if let Some(notices) = self.inner.notices.clone()
+            && !self.is_leader()
+        {
+            let handle = self.clone();
+            self.inner.tasks.spawn(async move {
+                if let Some(leader) = handle.leader().await
+                    && leader.name != handle.node_name()
+                {
+                    notices.job_changed(&leader, &name).await;
+                }
+            });
+        }
     }
 }

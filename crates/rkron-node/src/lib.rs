@@ -67,6 +67,9 @@ pub struct NodeConfig {
     /// The leadership lease's time to live: a leader that cannot renew stops dispatching
     /// within three quarters of it, and another server takes over once it expired.
     pub lease_ttl: Duration,
+    /// How often the leader re-reads every job from the store, to pick up changes whose notice
+    /// from another server was lost; `None` when this server is the store's only writer.
+    pub resync_period: Option<Duration>,
 }
 
 /// The default [`NodeConfig::lease_ttl`]: 10 s, renewed every 3.3 s. Short enough for a
@@ -91,6 +94,7 @@ impl NodeConfig {
             version: env!("CARGO_PKG_VERSION").into(),
             report_margin: Duration::from_secs(1),
             lease_ttl: DEFAULT_LEASE_TTL,
+            resync_period: None,
         }
     }
 }
@@ -98,6 +102,13 @@ impl NodeConfig {
 /// How long after start-up a run on a node absent from the member list is still waited for:
 /// gossip needs a few rounds to list every member after a restart.
 pub(crate) const MEMBER_GRACE: Duration = Duration::from_secs(60);
+
+/// Tells the leader that a job changed, when the change was written through another server.
+#[async_trait::async_trait]
+pub trait LeaderNotices: Send + Sync + std::fmt::Debug + 'static {
+    /// Tells `leader` that job `job` was written (created, updated or deleted).
+    async fn job_changed(&self, leader: &Member, job: &str);
+}
 
 /// What a node needs from the cluster: its own agent, the runner that reaches every member,
 /// and the member list as gossip maintains it.
@@ -109,6 +120,8 @@ pub struct ClusterParts {
     pub runner: Arc<dyn AgentRunner>,
     /// The member list, this node included, updated as gossip learns.
     pub members: watch::Receiver<Vec<Member>>,
+    /// How job changes made on this server reach the leader when it is another server.
+    pub notices: Option<Arc<dyn LeaderNotices>>,
 }
 
 /// Meta key of the cluster-wide pause flag.
@@ -138,6 +151,7 @@ struct Inner {
     self_member: Member,
     /// The cluster members as gossip sees them (this node alone without a cluster).
     members: watch::Receiver<Vec<Member>>,
+    notices: Option<Arc<dyn LeaderNotices>>,
     /// When this node started: a run on a node that membership has not listed for
     /// [`MEMBER_GRACE`] since then is failed by the watchdog.
     started: tokio::time::Instant,
@@ -222,6 +236,7 @@ impl Node {
             runner: runner.unwrap_or_else(|| Arc::new(agent.clone())),
             agent,
             members,
+            notices: None,
         };
         Self::start_in_cluster(config, store, plugins, clock, parts).await
     }
@@ -250,6 +265,7 @@ impl Node {
             store,
             clock,
             members: parts.members,
+            notices: parts.notices,
             started: tokio::time::Instant::now(),
             self_member,
             scheduler_tx,
@@ -327,19 +343,53 @@ impl NodeHandle {
         self.inner.members.borrow().clone()
     }
 
-    /// The current leader, if any: this server, once its scheduler has loaded every job.
-    pub fn leader(&self) -> Option<Member> {
-        if !self.is_leader() {
-            return None;
-        }
+    /// The current leader, if any: this server once its scheduler has loaded every job, else
+    /// the holder of the store's lease, as the member list shows it.
+    pub async fn leader(&self) -> Option<Member> {
+        let name = if self.is_leader() {
+            self.inner.config.node_name.clone()
+        } else {
+            match self.inner.store.current_lease().await {
+                Ok(Some(lease)) => lease.holder,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the lease to find the leader");
+                    return None;
+                }
+            }
+        };
         let listed = self
             .inner
             .members
             .borrow()
             .iter()
-            .find(|m| m.name == self.inner.config.node_name)
+            .find(|m| m.name == name)
             .cloned();
-        Some(listed.unwrap_or_else(|| self.inner.self_member.clone()))
+        if let Some(member) = listed {
+            return Some(member);
+        }
+        if name == self.inner.config.node_name {
+            return Some(self.inner.self_member.clone());
+        }
+        // The holder is not in the member list (yet): name it without gossip details.
+        Some(Member {
+            name,
+            addr: String::new(),
+            port: 0,
+            tags: BTreeMap::new(),
+            status: MemberStatus::Alive,
+        })
+    }
+
+    /// Applies a job change another server wrote (its notice came over RPC): the job is read
+    /// back from the store and rescheduled, or unscheduled if it is gone.
+    pub async fn job_changed(&self, name: &str) -> Result<(), NodeError> {
+        let msg = match self.inner.store.get_job(name).await? {
+            Some(job) => scheduler::Msg::Upsert(Box::new(job.value)),
+            None => scheduler::Msg::Remove(name.to_owned()),
+        };
+        let _ = self.inner.scheduler_tx.send(msg);
+        Ok(())
     }
 
     /// Whether this node leads: it is a server and its scheduler is running.

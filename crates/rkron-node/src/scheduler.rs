@@ -251,9 +251,20 @@ impl Scheduler {
         cancel: &CancellationToken,
     ) -> bool {
         let mut last_checkpoint: Option<DateTime<Utc>> = None;
+        let mut next_resync = self
+            .inner
+            .config
+            .resync_period
+            .map(|period| tokio::time::Instant::now() + period);
         loop {
             if !self.keep_lease().await {
                 return false;
+            }
+            if let (Some(at), Some(period)) = (next_resync, self.inner.config.resync_period)
+                && tokio::time::Instant::now() >= at
+            {
+                self.resync().await;
+                next_resync = Some(tokio::time::Instant::now() + period);
             }
             let now = self.inner.clock.now();
             // Fires due within LOOKAHEAD are taken now, so their ledger write is done before
@@ -314,6 +325,51 @@ impl Scheduler {
                     self.exhausted.push((Arc::new(job), schedule));
                 }
             }
+        }
+    }
+
+    /// Re-reads every job and reindexes those that changed, and unindexes those that are gone:
+    /// the safety net for job-change notices from other servers that never arrived. Runs in the
+    /// scheduler task, after every popped fire was dispatched, so a reindexed job never gets a
+    /// fire it already had.
+    async fn resync(&mut self) {
+        const PAGE: usize = 1_000;
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        let mut changed = 0usize;
+        loop {
+            let page = match self.inner.store.jobs_after(cursor.as_deref(), PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not resync jobs; trying again later");
+                    return;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.name.clone());
+            for job in page {
+                seen.insert(job.name.clone());
+                let same = self
+                    .index
+                    .payload_of(&job.name)
+                    .is_some_and(|indexed| schedule_fields_equal(&indexed, &job));
+                if !same {
+                    changed += 1;
+                    self.index_job(job);
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .index
+            .iter()
+            .map(|(name, _, _)| name.to_owned())
+            .filter(|name| !seen.contains(name))
+            .collect();
+        for name in &gone {
+            self.index.remove(name);
+        }
+        if changed > 0 || !gone.is_empty() {
+            tracing::info!(changed, removed = gone.len(), "resync applied job changes");
         }
     }
 
@@ -478,4 +534,17 @@ impl Scheduler {
         }
         tracing::info!(since = %checkpoint, caught_up = ran, missed, "catch-up of fires missed while no scheduler ran");
     }
+}
+
+/// Whether two versions of a job schedule and run the same way; counters and status (which
+/// change with every execution) do not count.
+fn schedule_fields_equal(a: &Job, b: &Job) -> bool {
+    let mut a = a.clone();
+    a.success_count = b.success_count;
+    a.error_count = b.error_count;
+    a.last_success = b.last_success;
+    a.last_error = b.last_error;
+    a.status = b.status;
+    a.next = b.next;
+    a == *b
 }

@@ -18,7 +18,7 @@ mod convert;
 mod runner;
 mod server;
 
-pub use runner::{ClusterRunner, GrpcRunner};
+pub use runner::{ClusterRunner, GrpcNotices, GrpcRunner};
 pub use server::{AgentServer, ServeError, ServerAddresses, serve};
 
 /// The generated protobuf messages and gRPC client and server of `proto/rkron.proto`.

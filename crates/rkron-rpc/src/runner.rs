@@ -31,9 +31,19 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 ///
 /// It knows each node's RPC address (the node runtime feeds it from the `rpc_addr` gossip tag)
 /// and keeps one connection per node, opened at the first call.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GrpcRunner {
     nodes: Mutex<HashMap<String, NodeAddress>>,
+    clock: std::sync::Arc<dyn rkron_core::Clock>,
+}
+
+impl Default for GrpcRunner {
+    fn default() -> Self {
+        Self {
+            nodes: Mutex::default(),
+            clock: std::sync::Arc::new(rkron_core::SystemClock),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +78,15 @@ impl GrpcRunner {
     /// Forgets `node` and its connection.
     pub fn remove_address(&self, node: &str) {
         self.lock_nodes().remove(node);
+    }
+
+    /// Drops the connection to `node` (keeping its address), so the next call opens a fresh
+    /// one: after a failed call, or when gossip sees the node come back, the old connection may
+    /// be stuck retransmitting into a partition.
+    pub fn reset_connection(&self, node: &str) {
+        if let Some(known) = self.lock_nodes().get_mut(node) {
+            known.channel = None;
+        }
     }
 
     /// Returns the RPC address known for `node`.
@@ -130,11 +149,15 @@ impl AgentRunner for GrpcRunner {
         events: mpsc::Sender<RunEvent>,
     ) -> Result<(), RunError> {
         let channel = self.channel(node).await?;
+        // A request stuck in a partition may arrive long after this side gave up on it and
+        // recorded the run as failed: the node refuses it past this instant.
+        let not_after = self.clock.now() + CALL_TIMEOUT;
         let request = proto::AgentRunRequest {
             node_name: node.to_owned(),
             job_json: serde_json::to_vec(&*run.job)
                 .expect("a job serializes to JSON: its maps have string keys"),
             execution: Some(execution_to_proto(&run.execution)),
+            not_after: not_after.timestamp_nanos_opt().unwrap_or(i64::MAX),
         };
         let mut client = AgentServiceClient::new(channel);
         let response = match tokio::time::timeout(CALL_TIMEOUT, client.agent_run(request)).await {
@@ -144,10 +167,12 @@ impl AgentRunner for GrpcRunner {
             }
             Ok(Err(status)) => {
                 tracing::warn!(node, %status, "node refused a run");
+                self.reset_connection(node);
                 return Err(RunError::Unreachable(node.to_owned()));
             }
             Err(_) => {
                 tracing::warn!(node, "node did not accept a run in time");
+                self.reset_connection(node);
                 return Err(RunError::Unreachable(node.to_owned()));
             }
         };
@@ -169,10 +194,12 @@ impl AgentRunner for GrpcRunner {
             Ok(Ok(reply)) => reply.into_inner().found,
             Ok(Err(status)) => {
                 tracing::warn!(node, execution = execution_id, %status, "kill failed");
+                self.reset_connection(node);
                 false
             }
             Err(_) => {
                 tracing::warn!(node, execution = execution_id, "kill timed out");
+                self.reset_connection(node);
                 false
             }
         }
@@ -275,6 +302,43 @@ impl AgentRunner for ClusterRunner {
             self.local.kill(node, execution_id, reason).await
         } else {
             self.remote.kill(node, execution_id, reason).await
+        }
+    }
+}
+
+/// Sends job-change notices to the leader over gRPC, at the `rpc_addr` its tags advertise.
+#[derive(Debug, Default)]
+pub struct GrpcNotices;
+
+#[async_trait]
+impl rkron_node::LeaderNotices for GrpcNotices {
+    async fn job_changed(&self, leader: &rkron_node::Member, job: &str) {
+        let Some(address) = leader.tags.get("rpc_addr") else {
+            tracing::debug!(leader = %leader.name, "leader's RPC address unknown; its resync will pick the change up");
+            return;
+        };
+        let call = async {
+            let channel = Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| e.to_string())?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            AgentServiceClient::new(channel)
+                .job_changed(proto::JobChangedRequest {
+                    job_name: job.to_owned(),
+                })
+                .await
+                .map_err(|status| status.to_string())
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(leader = %leader.name, job, %error, "job-change notice not delivered; the leader's resync will pick it up");
+            }
+            Err(_) => {
+                tracing::warn!(leader = %leader.name, job, "job-change notice timed out; the leader's resync will pick it up");
+            }
         }
     }
 }

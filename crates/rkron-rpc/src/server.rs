@@ -135,6 +135,23 @@ impl AgentService for AgentServer {
         request: Request<proto::AgentRunRequest>,
     ) -> Result<Response<Self::AgentRunStream>, Status> {
         let request = request.into_inner();
+        if request.not_after != 0 {
+            let now = self
+                .agent
+                .clock()
+                .now()
+                .timestamp_nanos_opt()
+                .unwrap_or(i64::MAX);
+            if now > request.not_after {
+                let late = std::time::Duration::from_nanos(
+                    u64::try_from(now - request.not_after).unwrap_or(0),
+                );
+                tracing::warn!(late = ?late, "refused a run that arrived after the leader stopped waiting for it (a partition, or clocks more than 10 s apart)");
+                return Err(Status::deadline_exceeded(
+                    "the run arrived after the leader stopped waiting for it",
+                ));
+            }
+        }
         let job: Job = serde_json::from_slice(&request.job_json)
             .map_err(|error| Status::invalid_argument(format!("job is not valid: {error}")))?;
         let execution = request
@@ -192,6 +209,22 @@ impl AgentService for AgentServer {
             )),
             Err(error) => Err(Status::unavailable(error.to_string())),
         }
+    }
+
+    async fn job_changed(
+        &self,
+        request: Request<proto::JobChangedRequest>,
+    ) -> Result<Response<proto::JobChangedReply>, Status> {
+        let Some(node) = &self.node else {
+            return Err(Status::unavailable("this node is not a server"));
+        };
+        if !node.is_leader() {
+            return Err(Status::unavailable("this server does not lead"));
+        }
+        node.job_changed(&request.into_inner().job_name)
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?;
+        Ok(Response::new(proto::JobChangedReply {}))
     }
 
     async fn leave(

@@ -95,6 +95,9 @@ fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         report_margin: std::time::Duration::from_secs(30),
         lease_ttl: rkron_node::DEFAULT_LEASE_TTL,
+        // Servers sharing a store: a lost job-change notice is picked up within a minute.
+        resync_period: (!matches!(config.backend, Backend::Embedded))
+            .then_some(std::time::Duration::from_secs(60)),
     }
 }
 
@@ -303,6 +306,7 @@ pub async fn run(
         let guard_embedded = config.server && matches!(config.backend, Backend::Embedded);
         let joining = !seeds.is_empty();
         tokio::spawn(async move {
+            let mut live: std::collections::HashMap<String, bool> = Default::default();
             loop {
                 let members = gossip.borrow_and_update().clone();
                 for member in &members {
@@ -315,6 +319,12 @@ pub async fn run(
                             grpc.set_address(&member.name, address);
                         }
                         _ => {}
+                    }
+                    // A member back from a failure gets a fresh connection: the old one may
+                    // still be retransmitting into the partition it came back from.
+                    let now_live = member.status.is_live();
+                    if live.insert(member.name.clone(), now_live) == Some(false) && now_live {
+                        grpc.reset_connection(&member.name);
                     }
                 }
                 if guard_embedded {
@@ -433,6 +443,7 @@ async fn run_server(
         runner: Arc::new(ClusterRunner::new(agent.clone(), grpc)),
         agent,
         members,
+        notices: Some(Arc::new(rkron_rpc::GrpcNotices)),
     };
     let node =
         Node::start_in_cluster(node_config(config, addrs), store, plugins, clock, parts).await?;

@@ -195,8 +195,17 @@ fn init_logging(level: &str) {
         "fatal" | "panic" => "error",
         other => other,
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},h2=warn,hyper=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // chitchat warns on every failed gossip send (ten times a second per unreachable member);
+    // rkron reports member failures itself, so its own lines are kept to errors unless debugging.
+    let chitchat = if matches!(level, "debug" | "trace") {
+        level
+    } else {
+        "error"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},h2=warn,hyper=warn,chitchat={chitchat}"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs piped to a file or journald stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
