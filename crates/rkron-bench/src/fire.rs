@@ -58,14 +58,14 @@ const FAILURE_EXAMPLES: usize = 3;
 
 /// The tiny HTTP endpoint the http jobs call: `GET /` answers 200 `ok` and counts hits.
 #[derive(Debug)]
-struct Target {
-    url: String,
+pub(crate) struct Target {
+    pub(crate) url: String,
     hits: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Target {
-    async fn start() -> BenchResult<Self> {
+    pub(crate) async fn start() -> BenchResult<Self> {
         let hits = Arc::new(AtomicU64::new(0));
         let counter = hits.clone();
         let app = axum::Router::new().route(
@@ -88,7 +88,7 @@ impl Target {
         Ok(Self { url, hits, task })
     }
 
-    fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 }
@@ -250,13 +250,13 @@ pub(crate) async fn run(context: &Context, kind: Kind) -> Vec<BenchResult<Sectio
 }
 
 /// The first whole second at or after `t`.
-fn whole_second_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn whole_second_at_or_after(t: DateTime<Utc>) -> DateTime<Utc> {
     let seconds = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
     DateTime::from_timestamp(seconds, 0).expect("a current time is representable")
 }
 
 /// Parses an RFC 3339 time; Dkron's zero time means "none".
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if text == ZERO_TIME {
         return None;
     }
@@ -265,7 +265,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+pub(crate) fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
 }
 
@@ -331,16 +331,19 @@ async fn prepare(context: &Context, count: usize, executor: &Executor) -> BenchR
 
 /// What polling for completion saw.
 #[derive(Debug)]
-struct Completion {
+pub(crate) struct Completion {
     /// Jobs still without a finished execution when waiting stopped.
-    pending: usize,
+    pub(crate) pending: usize,
     /// From `T` until the poll that saw every job finished.
-    all_recorded: Option<Duration>,
+    pub(crate) all_recorded: Option<Duration>,
 }
 
 /// Polls the number of jobs that never finished an execution (status untriggered) every
 /// [`POLL`] until it is zero or stops moving for [`STALL`].
-async fn wait_for_completion(server: &BenchServer, count: usize) -> BenchResult<Completion> {
+pub(crate) async fn wait_for_completion(
+    server: &BenchServer,
+    count: usize,
+) -> BenchResult<Completion> {
     let since_due = Instant::now();
     let mut last_pending = count;
     let mut last_progress = Instant::now();
@@ -369,17 +372,19 @@ async fn wait_for_completion(server: &BenchServer, count: usize) -> BenchResult<
     }
 }
 
-/// Reads `GET /v1/jobs/{job}/executions` of every job.
-async fn read_executions(
+/// Reads `GET /v1/jobs/{job}/executions` of jobs `prefix-000001` … `prefix-<count>`.
+pub(crate) async fn read_executions(
     server: &BenchServer,
+    prefix: &str,
     count: usize,
 ) -> (Vec<Option<Vec<ExecutionOut>>>, LoadResult) {
     let slots: Arc<Mutex<Vec<Option<Vec<ExecutionOut>>>>> = Arc::new(Mutex::new(vec![None; count]));
     let http = server.http().clone();
     let base = server.base();
+    let prefix = prefix.to_owned();
     let filled = slots.clone();
     let result = load::drive(count, READ_CONCURRENCY, move |i| {
-        let url = format!("{base}/v1/jobs/{}/executions", jobs::name("fire", i + 1));
+        let url = format!("{base}/v1/jobs/{}/executions", jobs::name(&prefix, i + 1));
         let request = http.get(url);
         let filled = filled.clone();
         async move {
@@ -467,7 +472,7 @@ fn analyse(lists: &[Option<Vec<ExecutionOut>>], due: DateTime<Utc>) -> Lags {
     lags
 }
 
-fn quantiles(sorted: &[f64]) -> String {
+pub(crate) fn quantiles(sorted: &[f64]) -> String {
     format!(
         "{} / {} / {} / {}",
         millis(sorted.first().copied().unwrap_or(f64::NAN)),
@@ -531,7 +536,7 @@ async fn one(
     let children_cpu = server.children_cpu_seconds()? - children_before;
     let memory = server.memory()?;
     let hits = target.map_or(0, Target::hits) - hits_before;
-    let (lists, read) = read_executions(&server, count).await;
+    let (lists, read) = read_executions(&server, "fire", count).await;
     let lags = analyse(&lists, due);
 
     let after = match kind {

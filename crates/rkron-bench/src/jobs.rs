@@ -23,21 +23,40 @@ pub(crate) enum Executor {
     ShellTrue,
     /// `http` with `method: GET` on `url`.
     HttpGet(String),
+    /// `http` with `method: GET` on `url`, `expectCode: "200"` and `timeout: "30"`.
+    HttpGetExpect200(String),
 }
 
-/// The JSON body of a job named `name` with `schedule` and `executor`.
-pub(crate) fn body(name: &str, schedule: &str, executor: &Executor) -> Vec<u8> {
+/// The JSON body of a job named `name` with `schedule`, `executor` and the node-selecting
+/// `tags` (none when empty).
+pub(crate) fn body_tagged(
+    name: &str,
+    schedule: &str,
+    executor: &Executor,
+    tags: &[(String, String)],
+) -> Vec<u8> {
     let (executor, config) = match executor {
         Executor::ShellTrue => ("shell", json!({ "command": "true" })),
         Executor::HttpGet(url) => ("http", json!({ "method": "GET", "url": url })),
+        Executor::HttpGetExpect200(url) => (
+            "http",
+            json!({ "method": "GET", "url": url, "expectCode": "200", "timeout": "30" }),
+        ),
     };
-    serde_json::to_vec(&json!({
+    let mut job = json!({
         "name": name,
         "schedule": schedule,
         "executor": executor,
         "executor_config": config,
-    }))
-    .expect("a JSON value always serializes")
+    });
+    if !tags.is_empty() {
+        let tags: serde_json::Map<String, serde_json::Value> = tags
+            .iter()
+            .map(|(key, value)| (key.clone(), json!(value)))
+            .collect();
+        job["tags"] = serde_json::Value::Object(tags);
+    }
+    serde_json::to_vec(&job).expect("a JSON value always serializes")
 }
 
 /// Creates jobs `prefix-000001` … `prefix-<count>` with `POST /v1/jobs`, `concurrency` requests
@@ -50,13 +69,27 @@ pub(crate) async fn create(
     schedule: &str,
     executor: &Executor,
 ) -> LoadResult {
+    create_tagged(server, prefix, count, concurrency, schedule, executor, &[]).await
+}
+
+/// As [`create`], with the node-selecting `tags` on every job.
+pub(crate) async fn create_tagged(
+    server: &BenchServer,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    schedule: &str,
+    executor: &Executor,
+    tags: &[(String, String)],
+) -> LoadResult {
     let http = server.http().clone();
     let url = Arc::new(server.url("/v1/jobs"));
     let prefix = Arc::new(prefix.to_owned());
     let schedule = Arc::new(schedule.to_owned());
     let executor = Arc::new(executor.clone());
+    let tags = Arc::new(tags.to_vec());
     load::drive(count, concurrency, move |i| {
-        let body = body(&name(&prefix, i + 1), &schedule, &executor);
+        let body = body_tagged(&name(&prefix, i + 1), &schedule, &executor, &tags);
         let request = http
             .post(url.as_str())
             .header("content-type", "application/json")
@@ -79,16 +112,33 @@ mod tests {
     #[test]
     fn bodies_carry_the_executor_config() {
         let shell: serde_json::Value =
-            serde_json::from_slice(&body("a", NEVER, &Executor::ShellTrue)).unwrap();
+            serde_json::from_slice(&body_tagged("a", NEVER, &Executor::ShellTrue, &[])).unwrap();
         assert_eq!(shell["executor"], "shell");
         assert_eq!(shell["executor_config"]["command"], "true");
-        let http: serde_json::Value = serde_json::from_slice(&body(
+        let http: serde_json::Value = serde_json::from_slice(&body_tagged(
             "b",
             "@at 2030-01-01T00:00:00Z",
             &Executor::HttpGet("http://127.0.0.1:1/".into()),
+            &[],
         ))
         .unwrap();
         assert_eq!(http["executor_config"]["method"], "GET");
         assert_eq!(http["schedule"], "@at 2030-01-01T00:00:00Z");
+        assert!(http.get("tags").is_none());
+    }
+
+    #[test]
+    fn tagged_bodies_select_nodes() {
+        let tags = [("bench".to_owned(), "agent:1".to_owned())];
+        let job: serde_json::Value = serde_json::from_slice(&body_tagged(
+            "c",
+            "@every 1s",
+            &Executor::HttpGetExpect200("http://127.0.0.1:1/".into()),
+            &tags,
+        ))
+        .unwrap();
+        assert_eq!(job["tags"]["bench"], "agent:1");
+        assert_eq!(job["executor_config"]["expectCode"], "200");
+        assert_eq!(job["executor_config"]["timeout"], "30");
     }
 }

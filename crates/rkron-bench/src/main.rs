@@ -1,5 +1,6 @@
 //! rkron-bench owns the benchmarks of the real `rkron` binary: startup time and memory with many
-//! stored jobs, request throughput, fire lag of the http and shell executors, and a fork baseline.
+//! stored jobs, request throughput, fire lag of the http and shell executors, a fork baseline, and
+//! local clusters of one server and several agents.
 //!
 //! Every scenario spawns `rkron agent --server` (the release binary beside this one) on a fresh
 //! data dir, drives it over HTTP and prints its figures as a table. Figures that are compared are
@@ -13,6 +14,7 @@
     clippy::print_stdout
 )]
 
+mod cluster;
 mod fire;
 mod jobs;
 mod load;
@@ -51,7 +53,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 enum Scenario {
-    /// Every scenario below, in order.
+    /// Startup, requests, fire-http and fire-shell, in order (not cluster: it adds about 1.5
+    /// minutes).
     All,
     /// Stores 100,000 jobs, restarts the server and measures readiness, memory and paging.
     Startup,
@@ -65,6 +68,10 @@ enum Scenario {
     FireShell,
     /// The fork baseline alone: spawning `true` from this process.
     Fork,
+    /// Local clusters (1 server + agents, gossip profile local): member-list convergence with
+    /// 3, 10 and 30 nodes, dispatch of 1,000 and 3,000 jobs due at once to 3 agents, and the
+    /// start lag of runs on agents under a burst and a light load.
+    Cluster,
 }
 
 /// What every scenario needs to know.
@@ -107,6 +114,7 @@ async fn run_scenario(scenario: Scenario, context: &Context) -> Vec<BenchResult<
         Scenario::FireHttp => fire::run(context, fire::Kind::Http).await,
         Scenario::FireShell => fire::run(context, fire::Kind::Shell).await,
         Scenario::Fork => fire::fork_only(context).await,
+        Scenario::Cluster => cluster::run(context).await,
     }
 }
 

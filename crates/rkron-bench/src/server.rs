@@ -29,9 +29,27 @@ pub(crate) struct Memory {
     pub(crate) hwm_kib: u64,
 }
 
+/// How the server is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Alone: node `bench`, gossip on 127.0.0.1:8946, `--log-level warn`.
+    Alone,
+    /// The server of a local cluster: node [`CLUSTER_SERVER_NAME`], gossip and RPC on ports the
+    /// process picks (read back from its log), `--profile local`, `--log-level info`.
+    ClusterServer,
+}
+
+/// The node name of the server of a local cluster.
+pub(crate) const CLUSTER_SERVER_NAME: &str = "s1";
+
+/// The log line in which a node names its gossip and RPC addresses.
+const GOSSIP_LINE: &str = "gossip listening on ";
+
 /// A real `rkron agent --server` process and its data dir.
 #[derive(Debug)]
 pub(crate) struct BenchServer {
+    role: Role,
+    gossip: Option<String>,
     binary: PathBuf,
     data_dir: PathBuf,
     log: PathBuf,
@@ -61,12 +79,24 @@ pub(crate) fn http_client() -> reqwest::Client {
 impl BenchServer {
     /// Prepares a server on a fresh temporary data dir, without starting it.
     pub(crate) fn new(binary: &Path) -> BenchResult<Self> {
+        Self::with_role(binary, Role::Alone)
+    }
+
+    /// Prepares the server of a local cluster (see [`Role::ClusterServer`]), without starting
+    /// it; once started, [`BenchServer::gossip_addr`] is the address agents join.
+    pub(crate) fn cluster(binary: &Path) -> BenchResult<Self> {
+        Self::with_role(binary, Role::ClusterServer)
+    }
+
+    fn with_role(binary: &Path, role: Role) -> BenchResult<Self> {
         let tmp = tempfile::Builder::new().prefix("rkron-bench-").tempdir()?;
         let data_dir = tmp.path().join("data");
         let log = tmp.path().join("rkron.log");
         let port = free_port()?;
         let http = http_client();
         Ok(Self {
+            role,
+            gossip: None,
             binary: binary.to_owned(),
             data_dir,
             log,
@@ -93,12 +123,34 @@ impl BenchServer {
             .open(&self.log)?;
         let mut command = Command::new(&self.binary);
         command
-            .args(["agent", "--server", "--node-name", "bench"])
+            .args(["agent", "--server"])
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--bind-addr", "127.0.0.1:8946", "--log-level", "warn"])
+            .arg(&self.data_dir);
+        match self.role {
+            Role::Alone => command.args([
+                "--node-name",
+                "bench",
+                "--bind-addr",
+                "127.0.0.1:8946",
+                "--log-level",
+                "warn",
+            ]),
+            Role::ClusterServer => command.args([
+                "--node-name",
+                CLUSTER_SERVER_NAME,
+                "--bind-addr",
+                "127.0.0.1:0",
+                "--rpc-port",
+                "0",
+                "--profile",
+                "local",
+                "--log-level",
+                "info",
+            ]),
+        };
+        command
             .env_remove("RKRON_LOG_LEVEL")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -109,12 +161,23 @@ impl BenchServer {
             .build()?;
         let url = format!("{}/v1/isleader", self.base());
         let spawned = Instant::now();
+        self.gossip = None;
         self.child = Some(command.spawn()?);
         loop {
             if let Ok(response) = health.get(&url).send().await
                 && response.status().is_success()
             {
-                return Ok(spawned.elapsed());
+                let ready = spawned.elapsed();
+                if self.role == Role::ClusterServer {
+                    let log = std::fs::read_to_string(&self.log)?;
+                    self.gossip = Some(gossip_addr_in(&log).ok_or_else(|| {
+                        format!(
+                            "the server is ready but its log names no gossip address; log:\n{}",
+                            self.log_tail(40)
+                        )
+                    })?);
+                }
+                return Ok(ready);
             }
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -172,6 +235,13 @@ impl BenchServer {
     /// A full URL for `path`.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
+    }
+
+    /// The gossip address of a started cluster server (`127.0.0.1:<port>`), for `--join`.
+    pub(crate) fn gossip_addr(&self) -> BenchResult<&str> {
+        self.gossip
+            .as_deref()
+            .ok_or_else(|| "the server is not a started cluster server".into())
     }
 
     /// The typed client of this server.
@@ -233,12 +303,41 @@ impl BenchServer {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The lines of the server's log at level WARN or ERROR.
+    pub(crate) fn problem_lines(&self) -> Vec<String> {
+        problem_lines_of(&self.log)
+    }
+
+    /// The whole log of the server.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The number of lines in the server's log (warnings and errors at `--log-level warn`).
     pub(crate) fn log_lines(&self) -> usize {
         std::fs::read_to_string(&self.log)
             .map(|text| text.lines().count())
             .unwrap_or(0)
     }
+}
+
+/// The gossip address in a node's log: `gossip listening on 127.0.0.1:40123; RPC …`.
+pub(crate) fn gossip_addr_in(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let (_, rest) = line.split_once(GOSSIP_LINE)?;
+        let addr = rest.split([';', ' ']).next()?;
+        (!addr.is_empty()).then(|| addr.to_owned())
+    })
+}
+
+/// The lines of the log file at `path` at level WARN or ERROR (tracing's text format).
+pub(crate) fn problem_lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// CPU seconds of a process and of its waited-for children.
@@ -268,4 +367,17 @@ pub(crate) fn cpu_of(stat_path: &str) -> BenchResult<Cpu> {
         own: (field(11)? + field(12)?) as f64 / ticks,
         children: (field(13)? + field(14)?) as f64 / ticks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gossip_address_is_read_from_the_log() {
+        let log = "2026-11-27T19:21:57.615483Z  INFO rkron: No valid config found\n\
+                   2026-11-27T19:21:57.615964Z  INFO rkron::agent: gossip listening on 127.0.0.1:55906; RPC listening on 127.0.0.1:34509 node=s1\n";
+        assert_eq!(gossip_addr_in(log).as_deref(), Some("127.0.0.1:55906"));
+        assert_eq!(gossip_addr_in("nothing here"), None);
+    }
 }
