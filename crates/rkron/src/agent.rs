@@ -94,7 +94,7 @@ fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
         shutdown_grace_period: config.shutdown_grace_period,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         report_margin: std::time::Duration::from_secs(30),
-        lease_ttl: rkron_node::DEFAULT_LEASE_TTL,
+        lease_ttl: config.lease_ttl,
         // Servers sharing a store: a lost job-change notice is picked up within a minute.
         resync_period: (!matches!(config.backend, Backend::Embedded))
             .then_some(std::time::Duration::from_secs(60)),

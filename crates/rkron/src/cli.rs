@@ -317,6 +317,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace_period: Option<String>,
 
+    /// Leadership lease time to live: a leader that cannot renew stops dispatching within
+    /// three quarters of it; another server takes over once it expired [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub lease_ttl: Option<String>,
+
     /// Largest accepted HTTP request body, e.g. a job (bytes, or with a unit: KiB, MiB) [default: 1048576]
     #[arg(long, value_name = "SIZE")]
     pub http_max_body: Option<String>,

@@ -117,6 +117,7 @@ pub const KEYS: &[&str] = &[
     "disable-usage-stats",
     "execution-retention",
     "shutdown-grace-period",
+    "lease-ttl",
     "http-max-body",
     "restore-max-body",
 ];
@@ -550,6 +551,8 @@ pub struct AgentConfig {
     pub execution_retention: usize,
     /// `shutdown-grace-period`: time executions get to finish at shutdown; default 30s.
     pub shutdown_grace_period: Duration,
+    /// `lease-ttl`: the leadership lease's time to live; default 10s, at least 2s.
+    pub lease_ttl: Duration,
     /// `http-max-body`: largest HTTP request body in bytes, at least 1; default 1 MiB.
     pub http_max_body: usize,
     /// `restore-max-body`: largest restore upload in bytes, at least 1; default 64 MiB.
@@ -621,6 +624,7 @@ impl AgentConfig {
             disable_usage_stats: false,
             execution_retention: DEFAULT_EXECUTION_RETENTION,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
+            lease_ttl: Duration::from_secs(10),
             http_max_body: DEFAULT_HTTP_MAX_BODY,
             restore_max_body: DEFAULT_RESTORE_MAX_BODY,
             fluent_host: None,
@@ -1227,6 +1231,19 @@ fn resolve(
     }
     if let Some(grace) = values.duration("shutdown-grace-period")? {
         config.shutdown_grace_period = grace;
+    }
+    if let Some((text, entry)) = values.text("lease-ttl")? {
+        match parse_go_duration(text) {
+            Ok(ttl) if ttl >= Duration::from_secs(2) => config.lease_ttl = ttl,
+            _ => {
+                return Err(invalid(
+                    entry,
+                    "lease-ttl",
+                    text,
+                    "expected a Go duration of at least 2s (etcd grants no shorter lease)",
+                ));
+            }
+        }
     }
     if let Some(size) = values.byte_size("http-max-body")? {
         config.http_max_body = size;

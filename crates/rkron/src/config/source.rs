@@ -542,6 +542,7 @@ pub(super) fn flag_layer(args: &AgentArgs) -> Layer {
         "shutdown-grace-period",
         text(args.shutdown_grace_period.as_ref()),
     );
+    put("lease-ttl", text(args.lease_ttl.as_ref()));
     put("http-max-body", text(args.http_max_body.as_ref()));
     put("restore-max-body", text(args.restore_max_body.as_ref()));
     layer

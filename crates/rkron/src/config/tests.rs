@@ -934,3 +934,23 @@ fn secrets_are_not_shown_by_debug() {
     let key = GossipKey::from_base64(&crate::cli::keygen()).unwrap();
     assert_eq!(format!("{key:?}"), "GossipKey(16 bytes)");
 }
+
+#[test]
+fn lease_ttl_defaults_to_10s_and_refuses_less_than_2s() {
+    let sandbox = Sandbox::new();
+    assert_eq!(
+        sandbox.load(&flags(&[]), &[]).unwrap().lease_ttl,
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        sandbox
+            .load(&flags(&["--lease-ttl", "4s"]), &[])
+            .unwrap()
+            .lease_ttl,
+        Duration::from_secs(4)
+    );
+    assert_file_error(
+        "lease-ttl: 1s\n",
+        "key \"lease-ttl\": invalid value \"1s\": expected a Go duration of at least 2s (etcd grants no shorter lease)",
+    );
+}
