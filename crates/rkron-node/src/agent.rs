@@ -59,6 +59,10 @@ pub trait AgentRunner: Send + Sync + std::fmt::Debug + 'static {
 
     /// Kills a running execution by id on `node`, recording `reason`; returns whether it was found.
     async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool;
+
+    /// Tells `node` that the final report of `execution_id`, received through `run`, is stored,
+    /// so the node need not offer it again. In-process runners need nothing.
+    fn recorded(&self, _node: &str, _execution_id: &str) {}
 }
 
 #[derive(Debug)]

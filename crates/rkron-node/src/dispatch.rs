@@ -86,11 +86,9 @@ pub(crate) async fn fire(
             // before the work of any of them competes for the CPU; following it goes on in
             // its own task.
             let accepted = send_run(inner, &node, &job, execution.clone()).await;
-            runs.push(
-                inner.tasks.spawn(async move {
-                    run_on(inner2, node, job, execution, Some(accepted)).await;
-                }),
-            );
+            runs.push(inner.tasks.spawn(async move {
+                run_on(inner2, node, job, execution, Some(accepted)).await;
+            }));
         } else {
             // Another member accepts it over the network, which can take up to the RPC
             // timeout when the member just became unreachable: never on the scheduler's path.
@@ -311,9 +309,19 @@ async fn run_once(
                 record_due = None;
                 // Whoever takes the run out of the active set records it, exactly once: here,
                 // or the watchdog when the node never reported.
-                let ours = inner.active.lock().map(|mut a| a.remove(&e.id()).is_some());
+                let id = e.id();
+                let ours = inner.active.lock().map(|mut a| a.remove(&id).is_some());
                 if ours.unwrap_or(false) {
+                    // A copy of this report that reaches this server outside the stream
+                    // meanwhile is recognised and ignored (see `report_finished`).
+                    if let Ok(mut recording) = inner.recording.lock() {
+                        recording.insert(id.clone());
+                    }
                     record_finished(inner, job, e.clone()).await;
+                    if let Ok(mut recording) = inner.recording.lock() {
+                        recording.remove(&id);
+                    }
+                    inner.runner.recorded(node, &id);
                 } else {
                     tracing::warn!(job = %e.job_name, execution = %e.id(), "late report of an execution the watchdog already failed; ignored");
                 }

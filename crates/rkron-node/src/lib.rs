@@ -157,6 +157,8 @@ struct Inner {
     started: tokio::time::Instant,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
+    /// Finished executions whose final report is being stored right now.
+    recording: Mutex<std::collections::HashSet<String>>,
     /// Runs sent to a node whose start is not reported yet, per job (for `forbid`).
     sent: Mutex<HashMap<String, usize>>,
     paused: std::sync::atomic::AtomicBool,
@@ -270,6 +272,7 @@ impl Node {
             self_member,
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
+            recording: Mutex::default(),
             sent: Mutex::new(HashMap::new()),
             paused: paused.into(),
             scheduling: false.into(),
@@ -508,6 +511,15 @@ impl NodeHandle {
     /// any server. A report for a run already recorded as finished is ignored.
     pub async fn report_finished(&self, execution: Execution) -> Result<(), NodeError> {
         let id = execution.id();
+        if self
+            .inner
+            .recording
+            .lock()
+            .is_ok_and(|recording| recording.contains(&id))
+        {
+            tracing::debug!(execution = %id, "report of an execution being recorded; ignored");
+            return Ok(());
+        }
         let was_active = self
             .inner
             .active

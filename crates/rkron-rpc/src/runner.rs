@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,15 +33,24 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// and keeps one connection per node, opened at the first call.
 #[derive(Debug)]
 pub struct GrpcRunner {
-    nodes: Mutex<HashMap<String, NodeAddress>>,
-    clock: std::sync::Arc<dyn rkron_core::Clock>,
+    nodes: Arc<Mutex<HashMap<String, NodeAddress>>>,
+    clock: Arc<dyn rkron_core::Clock>,
+    /// Execution ids whose final reports were stored, per node, waiting for the next `Ack`.
+    acks: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    /// Set once the task that sends `Ack`s runs.
+    ack_sender: std::sync::OnceLock<()>,
 }
+
+/// How often stored final reports are confirmed to their nodes (one `Ack` per node).
+const ACK_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Default for GrpcRunner {
     fn default() -> Self {
         Self {
-            nodes: Mutex::default(),
-            clock: std::sync::Arc::new(rkron_core::SystemClock),
+            nodes: Arc::default(),
+            clock: Arc::new(rkron_core::SystemClock),
+            acks: Arc::default(),
+            ack_sender: std::sync::OnceLock::new(),
         }
     }
 }
@@ -95,17 +104,60 @@ impl GrpcRunner {
     }
 
     fn lock_nodes(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeAddress>> {
-        // Every update leaves the map consistent, so a poisoned lock is still usable.
-        self.nodes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.nodes)
     }
 
     /// Returns the connection to `node`, connecting first if there is none.
     async fn channel(&self, node: &str) -> Result<Channel, RunError> {
+        channel(&self.nodes, node).await
+    }
+
+    /// Starts the task that confirms stored final reports to their nodes, once.
+    fn start_ack_sender(&self) {
+        self.ack_sender.get_or_init(|| {
+            let (nodes, acks) = (self.nodes.clone(), self.acks.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ACK_INTERVAL).await;
+                    let batch: Vec<(String, Vec<String>)> = lock(&acks).drain().collect();
+                    for (node, execution_ids) in batch {
+                        let Ok(channel) = channel(&nodes, &node).await else {
+                            continue;
+                        };
+                        let count = execution_ids.len();
+                        let mut client = AgentServiceClient::new(channel);
+                        let call = client.ack(proto::AckRequest { execution_ids });
+                        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                            Ok(Ok(_)) => {}
+                            // The node offers those reports again; they are recognised.
+                            Ok(Err(status)) => {
+                                tracing::debug!(node, count, %status, "ack not delivered");
+                            }
+                            Err(_) => tracing::debug!(node, count, "ack timed out"),
+                        }
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// Locks a map that every update leaves consistent (so a poisoned lock is still usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Returns the connection to `node`, connecting first if there is none.
+async fn channel(
+    nodes_map: &Mutex<HashMap<String, NodeAddress>>,
+    node: &str,
+) -> Result<Channel, RunError> {
+    {
         let unreachable = || RunError::Unreachable(node.to_owned());
         let address = {
-            let nodes = self.lock_nodes();
+            let nodes = lock(nodes_map);
             let known = nodes.get(node).ok_or_else(unreachable)?;
             if let Some(channel) = &known.channel {
                 return Ok(channel.clone());
@@ -129,7 +181,7 @@ impl GrpcRunner {
                 return Err(unreachable());
             }
         };
-        let mut nodes = self.lock_nodes();
+        let mut nodes = lock(nodes_map);
         match nodes.get_mut(node) {
             // Keep a connection another call made meanwhile, unless the address moved.
             Some(known) if known.address == address => {
@@ -178,6 +230,14 @@ impl AgentRunner for GrpcRunner {
         };
         tokio::spawn(forward_run(node.to_owned(), response.into_inner(), events));
         Ok(())
+    }
+
+    fn recorded(&self, node: &str, execution_id: &str) {
+        lock(&self.acks)
+            .entry(node.to_owned())
+            .or_default()
+            .push(execution_id.to_owned());
+        self.start_ack_sender();
     }
 
     async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
@@ -302,6 +362,12 @@ impl AgentRunner for ClusterRunner {
             self.local.kill(node, execution_id, reason).await
         } else {
             self.remote.kill(node, execution_id, reason).await
+        }
+    }
+
+    fn recorded(&self, node: &str, execution_id: &str) {
+        if node != self.local.node_name() {
+            self.remote.recorded(node, execution_id);
         }
     }
 }

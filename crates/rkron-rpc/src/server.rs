@@ -67,7 +67,20 @@ pub struct AgentServer {
     node: Option<NodeHandle>,
     /// Cancelled by a `Leave` request.
     leave: Option<CancellationToken>,
+    /// Final reports sent on a stream that the leader has not confirmed storing yet.
+    unacked: Arc<std::sync::Mutex<std::collections::HashMap<String, Unacked>>>,
 }
+
+/// A final report waiting for the leader's `Ack`.
+#[derive(Debug)]
+struct Unacked {
+    execution: rkron_core::Execution,
+    sent_at: Instant,
+}
+
+/// How long a final report sent on a stream waits for the leader's `Ack` before it is offered
+/// to the servers again (the leader confirms every 200 ms).
+const ACK_WAIT: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for AgentServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,6 +99,7 @@ impl AgentServer {
             servers: None,
             node: None,
             leave: None,
+            unacked: Arc::default(),
         }
     }
 
@@ -114,10 +128,13 @@ impl AgentServer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        Server::builder()
+        let sweeper = tokio::spawn(offer_unacked(self.unacked.clone(), self.servers.clone()));
+        let served = Server::builder()
             .serve_with_incoming_shutdown(self.into_service(), incoming, shutdown)
             .await
-            .map_err(|error| ServeError(error.to_string()))
+            .map_err(|error| ServeError(error.to_string()));
+        sweeper.abort();
+        served
     }
 
     /// Returns the tonic service, for a server that hosts other services too.
@@ -171,6 +188,7 @@ impl AgentService for AgentServer {
             run_events_receiver,
             stream_events,
             self.servers.clone(),
+            self.unacked.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(stream_events_receiver)))
     }
@@ -227,6 +245,19 @@ impl AgentService for AgentServer {
         Ok(Response::new(proto::JobChangedReply {}))
     }
 
+    async fn ack(
+        &self,
+        request: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckReply>, Status> {
+        let ids = request.into_inner().execution_ids;
+        if let Ok(mut unacked) = self.unacked.lock() {
+            for id in &ids {
+                unacked.remove(id);
+            }
+        }
+        Ok(Response::new(proto::AckReply {}))
+    }
+
     async fn leave(
         &self,
         _request: Request<proto::LeaveRequest>,
@@ -260,6 +291,7 @@ async fn stream_run(
     mut run_events: mpsc::Receiver<RunEvent>,
     stream: StreamSender,
     servers: Option<ServerAddresses>,
+    unacked: UnackedReports,
 ) {
     let output = match run_events.recv().await {
         Some(RunEvent::Started(execution, output)) => {
@@ -273,7 +305,9 @@ async fn stream_run(
             output
         }
         Some(RunEvent::Finished(execution)) => {
-            if !send_finished(&stream, &execution).await {
+            if send_finished(&stream, &execution).await {
+                await_ack(&unacked, execution);
+            } else {
                 report_elsewhere(execution, servers).await;
             }
             return;
@@ -290,7 +324,9 @@ async fn stream_run(
                 Some(RunEvent::Finished(execution)) => {
                     let sent = send_output(&stream, cursor.take_new(&output)).await
                         && send_finished(&stream, &execution).await;
-                    if !sent {
+                    if sent {
+                        await_ack(&unacked, execution);
+                    } else {
                         report_elsewhere(execution, servers).await;
                     }
                     return;
@@ -339,6 +375,48 @@ async fn send_finished(stream: &StreamSender, execution: &rkron_core::Execution)
         );
     }
     sent
+}
+
+type UnackedReports = Arc<std::sync::Mutex<std::collections::HashMap<String, Unacked>>>;
+
+/// Keeps a final report sent on a stream until the leader confirms storing it.
+fn await_ack(unacked: &UnackedReports, execution: rkron_core::Execution) {
+    if let Ok(mut unacked) = unacked.lock() {
+        unacked.insert(
+            execution.id(),
+            Unacked {
+                execution,
+                sent_at: Instant::now(),
+            },
+        );
+    }
+}
+
+/// Every second, offers the final reports that waited [`ACK_WAIT`] for the leader's
+/// confirmation to the servers again (a leader that died between reading a report and storing
+/// it never confirms; the next leader records it, and a leader that had stored it ignores it).
+async fn offer_unacked(unacked: UnackedReports, servers: Option<ServerAddresses>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let due: Vec<rkron_core::Execution> = match unacked.lock() {
+            Ok(mut unacked) => {
+                let ids: Vec<String> = unacked
+                    .iter()
+                    .filter(|(_, u)| u.sent_at.elapsed() >= ACK_WAIT)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.iter()
+                    .filter_map(|id| unacked.remove(id))
+                    .map(|u| u.execution)
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for execution in due {
+            tracing::warn!(execution = %execution.id(), "the leader did not confirm storing a final report; offering it to the servers again");
+            tokio::spawn(report_elsewhere(execution, servers.clone()));
+        }
+    }
 }
 
 /// Waits for the run's end after its stream broke, then reports it to any server.

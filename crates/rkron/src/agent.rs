@@ -44,15 +44,60 @@ pub enum AgentError {
 }
 
 /// Opens the store chosen by `backend`. This is the only place that names a backend.
-fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, AgentError> {
+async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, AgentError> {
     match config.backend {
         Backend::Embedded => {
             let store = rkron_store_embedded::EmbeddedStore::open(&config.data_dir)
                 .map_err(|e| AgentError::Store(e.to_string()))?;
             Ok(Arc::new(store))
         }
+        Backend::Etcd => {
+            let defaults = rkron_store_etcd::EtcdConfig::default();
+            let endpoints = if config.backend_machine.is_empty() {
+                defaults.endpoints.clone()
+            } else {
+                config.backend_machine.clone()
+            };
+            let etcd = rkron_store_etcd::EtcdConfig {
+                endpoints,
+                keyspace: config.keyspace.clone(),
+                username: config.backend_username.clone(),
+                password: config
+                    .backend_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned()),
+                tls: config.backend_tls,
+                ..defaults
+            };
+            let store = rkron_store_etcd::EtcdStore::connect(etcd)
+                .await
+                .map_err(|e| AgentError::Store(format!("etcd: {e}")))?;
+            Ok(Arc::new(store))
+        }
+        Backend::Redis => {
+            let defaults = rkron_store_redis::RedisConfig::default();
+            let redis = rkron_store_redis::RedisConfig {
+                addresses: if config.backend_machine.is_empty() {
+                    defaults.addresses.clone()
+                } else {
+                    config.backend_machine.clone()
+                },
+                keyspace: config.keyspace.clone(),
+                username: config.backend_username.clone(),
+                password: config
+                    .backend_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned()),
+                tls: config.backend_tls,
+                ..defaults
+            };
+            let store = rkron_store_redis::RedisStore::connect(redis)
+                .await
+                .map_err(|e| AgentError::Store(format!("redis: {e}")))?;
+            Ok(Arc::new(store))
+        }
         other => Err(AgentError::Unsupported(format!(
-            "backend {other:?} is not available in this build yet; the embedded store (backend: embedded) is"
+            "backend {other:?} is not available in this build yet; embedded, etcd and redis are"
         ))),
     }
 }
@@ -427,7 +472,7 @@ async fn run_server(
     stop: &CancellationToken,
     membership: &Membership,
 ) -> Result<(), AgentError> {
-    let store = store_from_config(config)?;
+    let store = store_from_config(config).await?;
     let clock = Arc::new(SystemClock);
     let plugins = Plugins {
         executors: ExecutorRegistry::with_builtins(),

@@ -78,7 +78,8 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
         let t = time(t);
         assert!(
             t > stopped && t < restarted && !during.contains(&&t),
-            "{t} is not a missed fire (stopped {stopped}, restarted {restarted}): {missed}\n{}", server.log_text()
+            "{t} is not a missed fire (stopped {stopped}, restarted {restarted}): {missed}\n{}",
+            server.log_text()
         );
     }
 

@@ -8,6 +8,7 @@ mod catchup;
 mod cluster;
 mod executions;
 mod getting_started;
+mod ha;
 mod lifecycle;
 mod notifications;
 mod semantics;

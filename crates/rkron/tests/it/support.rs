@@ -437,3 +437,148 @@ pub fn shell_job(name: &str, command: &str) -> serde_json::Value {
         "executor_config": {"command": command, "shell": "true"}
     })
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released: a later bind may race another process,
+/// which the caller detects by the server failing to start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real etcd server (Debian's `etcd-server`) on free ports in a temporary directory, killed
+/// when dropped.
+pub struct Etcd {
+    child: Child,
+    pub client_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd and waits until `/health` answers (panics with its log after 20 s, or at
+    /// once when `etcd` is not installed: run `scripts/test-deps`).
+    pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("etcd.log");
+        for attempt in 0..3 {
+            let (client_port, peer_port) = (free_port(), free_port());
+            let client = format!("http://127.0.0.1:{client_port}");
+            let peer = format!("http://127.0.0.1:{peer_port}");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new("etcd")
+                .args(["--name", "test", "--data-dir"])
+                .arg(dir.path().join(format!("data{attempt}")))
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &format!("test={peer}")])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start etcd ({e}): install it with scripts/test-deps")
+                });
+            let http = reqwest::Client::new();
+            let url = format!("{client}/health");
+            let healthy = wait_until(Duration::from_secs(20), || async {
+                matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+            })
+            .await;
+            if healthy {
+                return Etcd {
+                    child,
+                    client_port,
+                    _dir: dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("etcd did not become healthy:\n{log}");
+    }
+
+    /// The `backend-machine` value for this server.
+    pub fn machine(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Redis server (Debian's `redis-server`) on a free port in a temporary directory,
+/// without persistence, killed when dropped.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts redis-server and waits until it accepts connections (panics with its log after
+    /// 20 s, or at once when it is not installed: run `scripts/test-deps`).
+    pub async fn start() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("redis.log");
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server ({e}): install it with scripts/test-deps")
+                });
+            let ready = wait_until(Duration::from_secs(20), || async {
+                std::fs::read_to_string(&log_path)
+                    .is_ok_and(|log| log.contains("Ready to accept connections"))
+            })
+            .await;
+            if ready {
+                return Redis {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("redis-server did not start:\n{log}");
+    }
+
+    /// The `backend-machine` value for this server.
+    pub fn machine(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

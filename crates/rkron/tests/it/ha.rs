@@ -1,0 +1,188 @@
+//! Issue 5: several servers on a real distributed store. The leader is killed with SIGKILL
+//! three times in a row; from the execution records, no `(job, scheduled instant)` ran twice,
+//! and every scheduled instant between the first and the last kill either ran or was recorded
+//! as missed by the catch-up (nothing silently lost).
+
+#![allow(clippy::print_stdout)] // the test prints the takeover times, as the issue asks
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::support::{Agent, Etcd, Server, wait_until};
+
+fn time(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The index of the server that answers `/v1/isleader` with 200, if exactly one does.
+async fn leader_of(servers: &[Server]) -> Option<usize> {
+    let mut leaders = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        if server.child.is_some() && server.http_get("/v1/isleader").await.status == 200 {
+            leaders.push(i);
+        }
+    }
+    assert!(leaders.len() <= 1, "two servers lead at once: {leaders:?}");
+    leaders.first().copied()
+}
+
+/// Three servers sharing `backend` at `machine` in a fresh keyspace, joined by gossip, and one
+/// agent tagged `pool=blue` on which every job runs.
+async fn ha_cluster(backend: &str, machine: &str) -> (Vec<Server>, Agent) {
+    let keyspace = format!("ha{}", std::process::id());
+    let store = [
+        "--backend",
+        backend,
+        "--backend-machine",
+        machine,
+        "--keyspace",
+        &keyspace,
+        "--lease-ttl",
+        "3s",
+    ];
+    let first = Server::start_named("s1", &store).await;
+    let join = first.gossip_addr();
+    let mut servers = vec![first];
+    for name in ["s2", "s3"] {
+        let mut args = store.to_vec();
+        args.extend(["--join", join.as_str()]);
+        servers.push(Server::start_named(name, &args).await);
+    }
+    let agent = Agent::start("a1", &["--join", &join, "--tag", "pool=blue"]).await;
+    (servers, agent)
+}
+
+fn jobs() -> Vec<(String, i64)> {
+    (0..10)
+        .map(|i| {
+            let every = if i % 2 == 0 { 1 } else { 2 };
+            (format!("tick-{i}"), every)
+        })
+        .collect()
+}
+
+async fn failover_loses_and_repeats_nothing(backend: &str, machine: &str) {
+    let started = tokio::time::Instant::now();
+    let (mut servers, _agent) = ha_cluster(backend, machine).await;
+    let led = wait_until(Duration::from_secs(20), || async {
+        leader_of(&servers).await.is_some()
+    })
+    .await;
+    assert!(led, "no leader elected:\n{}", servers[0].log_text());
+    for (name, every) in jobs() {
+        servers[0]
+            .create_job_ok(&json!({
+                "name": name, "schedule": format!("@every {every}s"),
+                "executor": "shell", "executor_config": {"command": "true"},
+                "tags": {"pool": "blue"}
+            }))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let mut kills: Vec<DateTime<Utc>> = Vec::new();
+    let mut takeovers = Vec::new();
+    for round in 1..=3 {
+        let leader = leader_of(&servers).await.expect("a leader");
+        let killed_at = tokio::time::Instant::now();
+        #[allow(clippy::disallowed_methods)] // compared with the servers' instants
+        kills.push(Utc::now());
+        servers[leader].kill9();
+        let taken = wait_until(Duration::from_secs(30), || async {
+            leader_of(&servers).await.is_some_and(|l| l != leader)
+        })
+        .await;
+        assert!(taken, "round {round}: nobody took over");
+        let takeover = killed_at.elapsed();
+        takeovers.push(takeover);
+        println!(
+            "{backend} round {round}: killed {}, new leader after {takeover:?}",
+            servers[leader].name
+        );
+        let live = (0..servers.len()).find(|i| *i != leader).unwrap();
+        let join = servers[live].gossip_addr();
+        servers[leader].restart_with(&["--join", &join]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // Time for the last takeover's catch-up to be recorded, and for a final report the killed
+    // leader read but never stored to be offered again by the agent (after 10 s unconfirmed).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let reader = leader_of(&servers).await.expect("a leader at the end");
+    let (first_kill, last_kill) = (kills[0], *kills.last().unwrap());
+    println!("{backend} takeover times: {takeovers:?}");
+
+    let (mut checked, mut caught_up_missed) = (0usize, 0usize);
+    for (name, every) in jobs() {
+        let list = servers[reader]
+            .http_get(&format!("/v1/jobs/{name}/executions"))
+            .await
+            .json();
+        let mut ran: BTreeMap<DateTime<Utc>, usize> = BTreeMap::new();
+        for e in list.as_array().unwrap() {
+            if e["scheduled_at"].is_string() {
+                *ran.entry(time(&e["scheduled_at"])).or_default() += 1;
+            }
+        }
+        let twice: Vec<_> = ran.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{name}: instants run twice: {twice:?}");
+        let missed = servers[reader]
+            .http_get(&format!("/v1/jobs/{name}/missed"))
+            .await
+            .json();
+        let missed: BTreeSet<DateTime<Utc>> = missed["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(time)
+            .collect();
+        let both: Vec<_> = missed.iter().filter(|t| ran.contains_key(t)).collect();
+        assert!(both.is_empty(), "{name}: ran and recorded missed: {both:?}");
+        // Every instant of the schedule in the window is accounted for.
+        let accounted: BTreeSet<DateTime<Utc>> =
+            ran.keys().copied().chain(missed.iter().copied()).collect();
+        let window: Vec<DateTime<Utc>> = accounted
+            .iter()
+            .copied()
+            .filter(|t| *t >= first_kill - chrono::TimeDelta::seconds(every) && *t <= last_kill)
+            .collect();
+        assert!(!window.is_empty(), "{name}: no fires in the window");
+        for pair in window.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                chrono::TimeDelta::seconds(every),
+                "{name}: instants between {} and {} are neither run nor recorded missed",
+                pair[0],
+                pair[1]
+            );
+        }
+        checked += window.len();
+        caught_up_missed += window.iter().filter(|t| missed.contains(t)).count();
+        assert!(
+            *window.first().unwrap() <= first_kill
+                && *window.last().unwrap() + chrono::TimeDelta::seconds(every) > last_kill,
+            "{name}: the window is not covered: {window:?}"
+        );
+    }
+    println!(
+        "{backend}: {checked} scheduled instants between the first and last kill: each ran once or was recorded missed ({caught_up_missed} missed), in {:?}",
+        started.elapsed()
+    );
+    assert!(checked >= 60, "too few instants checked: {checked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_failover_loses_and_repeats_nothing() {
+    let etcd = Etcd::start().await;
+    failover_loses_and_repeats_nothing("etcd", &etcd.machine()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_failover_loses_and_repeats_nothing() {
+    let redis = crate::support::Redis::start().await;
+    failover_loses_and_repeats_nothing("redis", &redis.machine()).await;
+}
