@@ -186,3 +186,87 @@ async fn redis_failover_loses_and_repeats_nothing() {
     let redis = crate::support::Redis::start().await;
     failover_loses_and_repeats_nothing("redis", &redis.machine()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_answers_503_for_writes_and_the_server_resumes() {
+    let mut etcd = Etcd::start().await;
+    let keyspace = format!("outage{}", std::process::id());
+    let server = Server::start_named(
+        "s1",
+        &[
+            "--backend",
+            "etcd",
+            "--backend-machine",
+            &etcd.machine(),
+            "--keyspace",
+            &keyspace,
+            "--lease-ttl",
+            "3s",
+        ],
+    )
+    .await;
+    let mut tick = crate::support::shell_job("tick", "true");
+    tick["schedule"] = json!("@every 1s");
+    server.create_job_ok(&tick).await;
+    server
+        .wait_finished_executions("tick", 2, Duration::from_secs(15))
+        .await;
+
+    etcd.stop();
+    let stopped = tokio::time::Instant::now();
+    let mut during = crate::support::shell_job("during", "true");
+    let refused = wait_until(Duration::from_secs(15), || async {
+        let reply = server.http_post_json("/v1/jobs", &during).await;
+        reply.status == 503 && reply.error().contains("store unavailable")
+    })
+    .await;
+    assert!(refused, "writes did not answer 503:\n{}", server.log_text());
+    // Reads of what the store holds answer 503 too, clearly; the server itself stays up.
+    assert_eq!(server.http_get("/health").await.status, 200);
+    let reply = server.http_get("/v1/jobs/tick").await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    // Without its store, the leader cannot renew its lease: it stops leading.
+    let stepped_down = wait_until(Duration::from_secs(10), || async {
+        server.http_get("/v1/isleader").await.status == 404
+    })
+    .await;
+    assert!(stepped_down, "{}", server.log_text());
+    let remaining = Duration::from_secs(20).saturating_sub(stopped.elapsed());
+    tokio::time::sleep(remaining).await;
+
+    etcd.restart().await;
+    let back = tokio::time::Instant::now();
+    let leads = wait_until(Duration::from_secs(20), || async {
+        server.http_get("/v1/isleader").await.status == 200
+    })
+    .await;
+    assert!(
+        leads,
+        "the server did not lead again:\n{}",
+        server.log_text()
+    );
+    during["name"] = json!("after");
+    server.create_job_ok(&during).await;
+    // It fires again, and the outage's fires were caught up: the last one ran, the rest are
+    // recorded as missed.
+    let missed = server.http_get("/v1/jobs/tick/missed").await.json();
+    assert!(
+        missed["total"].as_u64().unwrap() >= 15,
+        "about 20 fires missed during the outage: {missed}"
+    );
+    let before = server.http_get("/v1/jobs/tick").await.json()["success_count"]
+        .as_u64()
+        .unwrap();
+    let resumed = wait_until(Duration::from_secs(10), || async {
+        server.http_get("/v1/jobs/tick").await.json()["success_count"]
+            .as_u64()
+            .unwrap()
+            >= before + 2
+    })
+    .await;
+    assert!(resumed, "{}", server.log_text());
+    println!(
+        "etcd outage of 20 s: leading again {:?} after etcd was back",
+        back.elapsed()
+    );
+}

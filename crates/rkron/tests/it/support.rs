@@ -449,65 +449,92 @@ pub fn free_port() -> u16 {
 }
 
 /// A real etcd server (Debian's `etcd-server`) on free ports in a temporary directory, killed
-/// when dropped.
+/// when dropped; it can be stopped and started again on the same ports and data.
 pub struct Etcd {
-    child: Child,
+    child: Option<Child>,
     pub client_port: u16,
-    _dir: tempfile::TempDir,
+    peer_port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Etcd {
     /// Starts etcd and waits until `/health` answers (panics with its log after 20 s, or at
     /// once when `etcd` is not installed: run `scripts/test-deps`).
     pub async fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("etcd.log");
-        for attempt in 0..3 {
-            let (client_port, peer_port) = (free_port(), free_port());
-            let client = format!("http://127.0.0.1:{client_port}");
-            let peer = format!("http://127.0.0.1:{peer_port}");
-            let log = std::fs::File::create(&log_path).unwrap();
-            let mut child = Command::new("etcd")
-                .args(["--name", "test", "--data-dir"])
-                .arg(dir.path().join(format!("data{attempt}")))
-                .args([
-                    "--listen-client-urls",
-                    &client,
-                    "--advertise-client-urls",
-                    &client,
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer,
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                ])
-                .args(["--initial-cluster", &format!("test={peer}")])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start etcd ({e}): install it with scripts/test-deps")
-                });
-            let http = reqwest::Client::new();
-            let url = format!("{client}/health");
-            let healthy = wait_until(Duration::from_secs(20), || async {
-                matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
-            })
-            .await;
-            if healthy {
-                return Etcd {
-                    child,
-                    client_port,
-                    _dir: dir,
-                };
+        let mut etcd = Etcd {
+            child: None,
+            client_port: 0,
+            peer_port: 0,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..3 {
+            (etcd.client_port, etcd.peer_port) = (free_port(), free_port());
+            if etcd.launch().await {
+                return etcd;
             }
+            etcd.stop();
+        }
+        panic!("etcd did not become healthy:\n{}", etcd.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Spawns etcd on the chosen ports and data dir; answers whether it became healthy.
+    async fn launch(&mut self) -> bool {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.dir.path().join(format!("data-{}", self.client_port)))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("test={peer}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start etcd ({e}): install it with scripts/test-deps")
+            });
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let url = format!("{client}/health");
+        wait_until(Duration::from_secs(20), || async {
+            matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await
+    }
+
+    /// Kills etcd (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        panic!("etcd did not become healthy:\n{log}");
+    }
+
+    /// Starts etcd again on the same ports and data, and waits until it is healthy.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop etcd first");
+        let healthy = self.launch().await;
+        assert!(healthy, "etcd did not come back:\n{}", self.log_text());
     }
 
     /// The `backend-machine` value for this server.
@@ -518,8 +545,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
