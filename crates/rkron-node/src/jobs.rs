@@ -450,11 +450,19 @@ impl NodeHandle {
         {
             let handle = self.clone();
             self.inner.tasks.spawn(async move {
-                if let Some(leader) = handle.leader().await
-                    && leader.name != handle.node_name()
-                {
-                    notices.job_changed(&leader, &name).await;
+                // Right after start-up gossip may not list the leader yet (its RPC address is
+                // in its tags): wait a little for it rather than leave it to the resync.
+                for _ in 0..20 {
+                    match handle.leader().await {
+                        Some(leader) if leader.name == handle.node_name() => return,
+                        Some(leader) if leader.tags.contains_key("rpc_addr") => {
+                            notices.job_changed(&leader, &name).await;
+                            return;
+                        }
+                        _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+                    }
                 }
+                tracing::warn!(job = %name, "no leader known to notify of a job change; its resync will pick it up");
             });
         }
     }

@@ -270,3 +270,80 @@ async fn an_etcd_outage_answers_503_for_writes_and_the_server_resumes() {
         back.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_answers_and_a_write_on_a_follower_reaches_the_leader_at_once() {
+    let redis = crate::support::Redis::start().await;
+    let store = [
+        "--backend",
+        "redis",
+        "--backend-machine",
+        &redis.machine(),
+        "--keyspace",
+        "followers",
+        "--lease-ttl",
+        "3s",
+    ];
+    let first = Server::start_named("s1", &store).await;
+    let led = wait_until(Duration::from_secs(10), || async {
+        first.http_get("/v1/isleader").await.status == 200
+    })
+    .await;
+    assert!(led, "{}", first.log_text());
+    let mut args = store.to_vec();
+    let join = first.gossip_addr();
+    args.extend(["--join", join.as_str()]);
+    let second = Server::start_named("s2", &args).await;
+    assert_eq!(second.http_get("/v1/isleader").await.status, 404);
+    // Both name the same leader.
+    let named = wait_until(Duration::from_secs(10), || async {
+        let a = first.http_get("/v1/leader").await;
+        let b = second.http_get("/v1/leader").await;
+        a.status == 200 && b.status == 200 && a.json()["Name"] == "s1" && b.json()["Name"] == "s1"
+    })
+    .await;
+    assert!(named, "{}", second.http_get("/v1/leader").await.text);
+
+    // A job written through the follower fires on the leader's next tick.
+    let mut tick = crate::support::shell_job("via-follower", "true");
+    tick["schedule"] = json!("@every 1s");
+    let written = tokio::time::Instant::now();
+    second.create_job_ok(&tick).await;
+    let list = first
+        .wait_finished_executions("via-follower", 1, Duration::from_secs(5))
+        .await;
+    assert!(
+        written.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        written.elapsed()
+    );
+    // Untagged, it runs on both servers.
+    assert!(
+        list.iter()
+            .all(|e| e["node_name"] == "s1" || e["node_name"] == "s2"),
+        "{list:?}"
+    );
+    // Every server answers the whole API from the shared store.
+    let listed = second.http_get("/v1/jobs/via-follower/executions").await;
+    assert_eq!(listed.status, 200);
+    assert!(!listed.json().as_array().unwrap().is_empty());
+    // Disabling it through the follower stops it on the leader within a second.
+    let reply = second.http_post("/v1/jobs/via-follower/toggle").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let count = |list: Value| list.as_array().unwrap().len();
+    let before = count(
+        first
+            .http_get("/v1/jobs/via-follower/executions")
+            .await
+            .json(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = count(
+        first
+            .http_get("/v1/jobs/via-follower/executions")
+            .await
+            .json(),
+    );
+    assert_eq!(before, after, "the disabled job kept running");
+}
