@@ -47,6 +47,10 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     let mut one_shot = job("one-shot", "");
     one_shot["schedule"] = json!(format!("@at {at}"));
     server.create_job_ok(&one_shot).await;
+    // Fires due while the server shuts down (it leaves the cluster gracefully, which takes a
+    // moment) may run or be caught up: the outage is counted from the SIGTERM for missed
+    // fires, and from the exit for the one catch-up run.
+    let stopping = Utc::now();
     assert!(server.terminate().success());
     let stopped = Utc::now();
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -73,12 +77,12 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     );
     let missed = server.http_get("/v1/jobs/lenient/missed").await.json();
     let total = missed["total"].as_u64().unwrap();
-    assert!((4..=6).contains(&total), "about 30/5 - 1 missed: {missed}");
+    assert!((4..=7).contains(&total), "about 30/5 - 1 missed: {missed}");
     for t in missed["recent"].as_array().unwrap() {
         let t = time(t);
         assert!(
-            t > stopped && t < restarted && !during.contains(&&t),
-            "{t} is not a missed fire (stopped {stopped}, restarted {restarted}): {missed}\n{}",
+            t > stopping && t < restarted && !during.contains(&&t),
+            "{t} is not a missed fire (stopping {stopping}, restarted {restarted}): {missed}\n{}",
             server.log_text()
         );
     }
@@ -91,7 +95,7 @@ async fn restart_after_30s_runs_the_last_missed_fire_once_and_records_the_rest()
     );
     let missed = server.http_get("/v1/jobs/strict/missed").await.json();
     let total = missed["total"].as_u64().unwrap();
-    assert!((5..=7).contains(&total), "about 30/5 missed: {missed}");
+    assert!((5..=8).contains(&total), "about 30/5 missed: {missed}");
     let metrics = server.http_get("/metrics").await.text;
     assert!(
         metrics.contains(&format!(
