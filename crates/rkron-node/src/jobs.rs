@@ -90,6 +90,23 @@ impl JobQuery {
     }
 }
 
+/// Stored jobs counted by status and by `disabled` ([`NodeHandle::job_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Every stored job.
+    pub total: usize,
+    /// Jobs whose latest group succeeded.
+    pub success: usize,
+    /// Jobs whose latest group failed on every node.
+    pub failed: usize,
+    /// Jobs whose latest group failed on some nodes.
+    pub partially_failed: usize,
+    /// Jobs that never ran.
+    pub untriggered: usize,
+    /// Jobs with `disabled: true` (whatever their status).
+    pub disabled: usize,
+}
+
 fn compare(field: SortField, a: &Job, b: &Job) -> Ordering {
     let primary = match field {
         SortField::Name => Ordering::Equal,
@@ -243,6 +260,25 @@ impl NodeHandle {
         let end = query.end.unwrap_or(total).min(total);
         let start = query.start.min(end);
         Ok((jobs.drain(start..end).collect(), total))
+    }
+
+    /// Counts the stored jobs by status and by `disabled` (the dashboard's overview), in one
+    /// read and without computing any `next`.
+    pub async fn job_counts(&self) -> Result<JobCounts, NodeError> {
+        let mut counts = JobCounts::default();
+        for job in self.inner.store.list_jobs().await? {
+            counts.total += 1;
+            match job.status {
+                JobStatus::Success => counts.success += 1,
+                JobStatus::Failed => counts.failed += 1,
+                JobStatus::PartiallyFailed => counts.partially_failed += 1,
+                JobStatus::Untriggered => counts.untriggered += 1,
+            }
+            if job.disabled {
+                counts.disabled += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// Deletes a job and its executions; refuses while it has dependent jobs.

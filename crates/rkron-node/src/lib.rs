@@ -38,7 +38,7 @@ use tokio_util::task::TaskTracker;
 pub use agent::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
 pub use dispatch::KILLED_BY_REQUEST;
 pub use error::NodeError;
-pub use jobs::{JobQuery, SortField};
+pub use jobs::{JobCounts, JobQuery, SortField};
 pub use member::{Member, MemberStatus, node_tags};
 
 /// Everything a node needs to know about itself.
@@ -108,6 +108,12 @@ pub(crate) const MEMBER_GRACE: Duration = Duration::from_secs(60);
 pub trait LeaderNotices: Send + Sync + std::fmt::Debug + 'static {
     /// Tells `leader` that job `job` was written (created, updated or deleted).
     async fn job_changed(&self, leader: &Member, job: &str);
+
+    /// Asks `leader` for the executions running now, with their output so far; `None` when
+    /// it cannot be asked.
+    async fn busy(&self, _leader: &Member) -> Option<Vec<Execution>> {
+        None
+    }
 }
 
 /// What a node needs from the cluster: its own agent, the runner that reaches every member,
@@ -433,6 +439,23 @@ impl NodeHandle {
             .paused
             .store(paused, std::sync::atomic::Ordering::SeqCst);
         Ok(paused)
+    }
+
+    /// Executions running now across the cluster, oldest first, each with the output so far:
+    /// this server's own list when it leads, else the leader's (asked over RPC). Empty when no
+    /// leader can be asked.
+    pub async fn busy_in_cluster(&self) -> Vec<Execution> {
+        if self.is_leader() {
+            return self.busy();
+        }
+        let (Some(notices), Some(leader)) = (self.inner.notices.clone(), self.leader().await)
+        else {
+            return Vec::new();
+        };
+        if leader.name == self.inner.config.node_name {
+            return self.busy();
+        }
+        notices.busy(&leader).await.unwrap_or_default()
     }
 
     /// Executions running now (on the nodes this leader dispatched to), oldest first, each with

@@ -376,21 +376,55 @@ impl AgentRunner for ClusterRunner {
 #[derive(Debug, Default)]
 pub struct GrpcNotices;
 
+/// A client of `leader`'s RPC service, or why there is none.
+async fn leader_client(leader: &rkron_node::Member) -> Result<AgentServiceClient<Channel>, String> {
+    let address = leader
+        .tags
+        .get("rpc_addr")
+        .ok_or_else(|| format!("the RPC address of {} is not known yet", leader.name))?;
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(AgentServiceClient::new(channel))
+}
+
 #[async_trait]
 impl rkron_node::LeaderNotices for GrpcNotices {
-    async fn job_changed(&self, leader: &rkron_node::Member, job: &str) {
-        let Some(address) = leader.tags.get("rpc_addr") else {
-            tracing::debug!(leader = %leader.name, "leader's RPC address unknown; its resync will pick the change up");
-            return;
-        };
+    async fn busy(&self, leader: &rkron_node::Member) -> Option<Vec<rkron_core::Execution>> {
         let call = async {
-            let channel = Endpoint::from_shared(format!("http://{address}"))
-                .map_err(|e| e.to_string())?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .connect()
+            let mut client = leader_client(leader).await?;
+            client
+                .busy(proto::BusyRequest {})
                 .await
-                .map_err(|e| e.to_string())?;
-            AgentServiceClient::new(channel)
+                .map_err(|status| status.to_string())
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(reply)) => Some(
+                reply
+                    .into_inner()
+                    .executions
+                    .into_iter()
+                    .map(execution_from_proto)
+                    .collect(),
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(leader = %leader.name, %error, "could not ask the leader for running executions");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(leader = %leader.name, "the leader did not list running executions in time");
+                None
+            }
+        }
+    }
+
+    async fn job_changed(&self, leader: &rkron_node::Member, job: &str) {
+        let call = async {
+            let mut client = leader_client(leader).await?;
+            client
                 .job_changed(proto::JobChangedRequest {
                     job_name: job.to_owned(),
                 })

@@ -245,6 +245,20 @@ impl AgentService for AgentServer {
         Ok(Response::new(proto::JobChangedReply {}))
     }
 
+    async fn busy(
+        &self,
+        _request: Request<proto::BusyRequest>,
+    ) -> Result<Response<proto::BusyReply>, Status> {
+        let Some(node) = &self.node else {
+            return Err(Status::unavailable("this node is not a server"));
+        };
+        if !node.is_leader() {
+            return Err(Status::unavailable("this server does not lead"));
+        }
+        let executions = node.busy().iter().map(execution_to_proto).collect();
+        Ok(Response::new(proto::BusyReply { executions }))
+    }
+
     async fn ack(
         &self,
         request: Request<proto::AckRequest>,
