@@ -163,6 +163,8 @@ struct Inner {
     started: tokio::time::Instant,
     scheduler_tx: mpsc::UnboundedSender<scheduler::Msg>,
     active: Mutex<HashMap<String, ActiveRun>>,
+    /// Until when this server surely holds the leadership lease (`None`: it does not lead).
+    lease_until: Mutex<Option<tokio::time::Instant>>,
     /// Finished executions whose final report is being stored right now.
     recording: Mutex<std::collections::HashSet<String>>,
     /// Runs sent to a node whose start is not reported yet, per job (for `forbid`).
@@ -279,6 +281,7 @@ impl Node {
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
             recording: Mutex::default(),
+            lease_until: Mutex::new(None),
             sent: Mutex::new(HashMap::new()),
             paused: paused.into(),
             scheduling: false.into(),
@@ -401,13 +404,20 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// Whether this node leads: it is a server and its scheduler is running.
+    /// Whether this node leads: it is a server, its scheduler is running, and its lease is
+    /// surely still held (a leader cut off from its store stops saying so before the lease can
+    /// expire and another server take over).
     pub fn is_leader(&self) -> bool {
         self.inner.config.server
             && self
                 .inner
                 .scheduling
                 .load(std::sync::atomic::Ordering::SeqCst)
+            && self
+                .inner
+                .lease_until
+                .lock()
+                .is_ok_and(|until| until.is_some_and(|t| tokio::time::Instant::now() < t))
     }
 
     /// Whether job submissions are paused. The flag lives in the store, so every server sees

@@ -150,6 +150,7 @@ impl Scheduler {
                 break;
             };
             self.tenure = Some(Tenure::new(lease, sent_at, self.inner.config.lease_ttl));
+            self.publish_tenure();
             // Changes that came while not leading are in the store: the load sees them.
             while rx.try_recv().is_ok() {}
             self.load().await;
@@ -168,7 +169,9 @@ impl Scheduler {
                 .scheduling
                 .store(false, std::sync::atomic::Ordering::SeqCst);
             self.index = ScheduleIndex::new();
-            if let Some(tenure) = self.tenure.take()
+            let tenure = self.tenure.take();
+            self.publish_tenure();
+            if let Some(tenure) = tenure
                 && stopped
             {
                 // Hand over at once instead of making the next leader wait for expiry.
@@ -180,6 +183,11 @@ impl Scheduler {
                 break;
             }
             tracing::error!("leadership lost: this server stopped dispatching and campaigns again");
+            // A store that answers the lease but fails writes must not make this loop spin.
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
         tracing::info!("scheduler stopped");
     }
@@ -228,20 +236,41 @@ impl Scheduler {
         };
         let now = tokio::time::Instant::now();
         if now >= tenure.renew_at {
-            // The deadline counts from before the request: the store's expiry is later.
-            match self.inner.store.renew_lease(&tenure.lease, ttl).await {
-                Ok(true) => tenure.renewed(now, ttl),
-                Ok(false) => {
+            // The deadline counts from before the request: the store's expiry is later. A
+            // request still unanswered when the lease may have expired is given up.
+            let renewal = tokio::time::timeout_at(
+                tenure.valid_until,
+                self.inner.store.renew_lease(&tenure.lease, ttl),
+            );
+            match renewal.await {
+                Ok(Ok(true)) => tenure.renewed(now, ttl),
+                Ok(Ok(false)) => {
                     tracing::error!(token = tenure.lease.token, "the lease was taken over");
                     tenure.valid_until = now;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "could not renew the lease; retrying");
                     tenure.renew_at = now + ttl / 10;
                 }
+                Err(_) => {
+                    tracing::error!(
+                        token = tenure.lease.token,
+                        "no answer to the lease renewal before the lease could expire"
+                    );
+                }
             }
         }
+        self.publish_tenure();
         !self.lost()
+    }
+
+    /// Makes `NodeHandle::is_leader` answer from this tenure: leading only while the lease is
+    /// surely held, so two servers never both say they lead.
+    fn publish_tenure(&self) {
+        let until = self.tenure.as_ref().map(|t| t.valid_until);
+        if let Ok(mut slot) = self.inner.lease_until.lock() {
+            *slot = until;
+        }
     }
 
     /// The leader's loop; answers `true` when cancelled, `false` when the lease was lost.
@@ -375,13 +404,18 @@ impl Scheduler {
 
     /// Records that every fire up to `now` was handled, so a restart knows where to catch up from.
     async fn checkpoint(&self, now: DateTime<Utc>) {
-        if let Err(e) = self
-            .inner
-            .store
-            .put_meta(META_CHECKPOINT, &now.to_rfc3339())
-            .await
-        {
-            tracing::warn!(error = %e, "could not write the scheduler checkpoint");
+        let Some(deadline) = self.tenure.as_ref().map(|t| t.valid_until) else {
+            return;
+        };
+        let value = now.to_rfc3339();
+        let written =
+            tokio::time::timeout_at(deadline, self.inner.store.put_meta(META_CHECKPOINT, &value));
+        match written.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write the scheduler checkpoint"),
+            Err(_) => tracing::warn!(
+                "the scheduler checkpoint was not written before the lease could expire"
+            ),
         }
     }
 
@@ -438,36 +472,33 @@ impl Scheduler {
     }
 
     /// Writes fires to the ledger, fenced by this tenure's token, before they are dispatched;
-    /// answers whether to dispatch them. A fenced write means another server leads now: the
-    /// fires are its to run, so this one steps down without dispatching. On any other store
-    /// error the fires are dispatched while the lease is surely still held: a lost run is worse
-    /// than a possible repeat after a crash.
+    /// answers whether to dispatch them. Any failure (fenced: another server leads; or the
+    /// store did not take the write before the lease could expire) makes this server step
+    /// down without dispatching: the fires stay unrecorded and the checkpoint does not pass
+    /// them, so whoever leads next (this server again, after re-reading the store) catches
+    /// them up, and a fire is never run by two leaders.
     async fn record_fires(&mut self, fires: &[(String, DateTime<Utc>)]) -> bool {
         if fires.is_empty() {
             return !self.lost();
         }
-        let Some(token) = self.tenure.as_ref().map(|t| t.lease.token) else {
+        let Some((token, deadline)) = self.tenure.as_ref().map(|t| (t.lease.token, t.valid_until))
+        else {
             return false;
         };
-        match self.inner.store.record_fires(token, fires).await {
-            Ok(()) => !self.lost(),
-            Err(StoreError::Fenced(_)) => {
-                tracing::error!(
-                    token,
-                    fires = fires.len(),
-                    "fire ledger write fenced: another server leads; not dispatching"
-                );
-                if let Some(tenure) = self.tenure.as_mut() {
-                    tenure.valid_until = tokio::time::Instant::now();
-                }
-                false
-            }
-            Err(e) => {
-                let dispatch = !self.lost();
-                tracing::error!(error = %e, fires = fires.len(), dispatch, "could not write the fire ledger");
-                dispatch
-            }
+        let written =
+            tokio::time::timeout_at(deadline, self.inner.store.record_fires(token, fires));
+        let why = match written.await {
+            Ok(Ok(())) => return !self.lost(),
+            Ok(Err(StoreError::Fenced(_))) => "fenced: another server leads".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer before the lease could expire".to_owned(),
+        };
+        tracing::error!(token, fires = fires.len(), reason = %why, "could not write the fire ledger; not dispatching, stepping down to catch up");
+        if let Some(tenure) = self.tenure.as_mut() {
+            tenure.valid_until = tokio::time::Instant::now();
         }
+        self.publish_tenure();
+        false
     }
 
     fn record_missed(&self, job: &str, instants: Vec<DateTime<Utc>>, uncounted: u64) {

@@ -96,8 +96,29 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
                 .map_err(|e| AgentError::Store(format!("redis: {e}")))?;
             Ok(Arc::new(store))
         }
+        Backend::Zookeeper => {
+            let defaults = rkron_store_zk::ZkConfig::default();
+            let zk = rkron_store_zk::ZkConfig {
+                servers: if config.backend_machine.is_empty() {
+                    defaults.servers.clone()
+                } else {
+                    config.backend_machine.clone()
+                },
+                keyspace: config.keyspace.clone(),
+                username: config.backend_username.clone(),
+                password: config
+                    .backend_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned()),
+                ..defaults
+            };
+            let store = rkron_store_zk::ZkStore::connect(zk)
+                .await
+                .map_err(|e| AgentError::Store(format!("zookeeper: {e}")))?;
+            Ok(Arc::new(store))
+        }
         other => Err(AgentError::Unsupported(format!(
-            "backend {other:?} is not available in this build yet; embedded, etcd and redis are"
+            "backend {other:?} is not available in this build yet; embedded, etcd, redis and zk are"
         ))),
     }
 }
@@ -529,6 +550,7 @@ async fn run_server(
         max_body: config.http_max_body,
         restore_max_body: config.restore_max_body,
         leave,
+        ui: config.ui,
     };
     let app = router(node.clone(), &options);
     let stopped = stop.clone();

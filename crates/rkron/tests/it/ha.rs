@@ -347,3 +347,9 @@ async fn every_server_answers_and_a_write_on_a_follower_reaches_the_leader_at_on
     );
     assert_eq!(before, after, "the disabled job kept running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_failover_loses_and_repeats_nothing() {
+    let zk = crate::support::ZooKeeper::start().await;
+    failover_loses_and_repeats_nothing("zk", &zk.machine()).await;
+}

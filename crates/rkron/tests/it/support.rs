@@ -608,3 +608,97 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// A real standalone ZooKeeper (Debian's `zookeeper`, run with `java`) on a free port in a
+/// temporary directory, killed when dropped.
+pub struct ZooKeeper {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ZooKeeper {
+    /// Starts ZooKeeper and waits until it answers `ruok` (panics with its log after 30 s, or
+    /// at once when java or the jar is missing: run `scripts/test-deps`).
+    pub async fn start() -> ZooKeeper {
+        const JAR: &str = "/usr/share/java/zookeeper.jar";
+        assert!(
+            Path::new(JAR).exists(),
+            "{JAR} is missing: install the test servers with scripts/test-deps"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("zookeeper.log");
+        for attempt in 0..3 {
+            let port = free_port();
+            let conf = dir.path().join(format!("conf{attempt}"));
+            let data = dir.path().join(format!("data{attempt}"));
+            std::fs::create_dir_all(&conf).unwrap();
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(
+                conf.join("zoo.cfg"),
+                format!(
+                    "tickTime=500\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                     admin.enableServer=false\n4lw.commands.whitelist=ruok\n",
+                    data.display()
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new("java")
+                .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp"])
+                .arg(format!("{}:{JAR}", conf.display()))
+                .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+                .arg(conf.join("zoo.cfg"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start java ({e}): install the test servers with scripts/test-deps"
+                    )
+                });
+            let ready = wait_until(Duration::from_secs(30), || async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // A server still starting may accept and not answer: bound each probe.
+                let probe = async {
+                    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()?;
+                    stream.write_all(b"ruok").await.ok()?;
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).await.ok()?;
+                    Some(answer == b"imok")
+                };
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(1), probe).await,
+                    Ok(Some(true))
+                )
+            })
+            .await;
+            if ready {
+                return ZooKeeper {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("zookeeper did not start:\n{log}");
+    }
+
+    /// The `backend-machine` value for this server.
+    pub fn machine(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
