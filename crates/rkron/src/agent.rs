@@ -550,7 +550,6 @@ async fn run_server(
         max_body: config.http_max_body,
         restore_max_body: config.restore_max_body,
         leave,
-        ui: config.ui,
     };
     let app = router(node.clone(), &options);
     let stopped = stop.clone();
