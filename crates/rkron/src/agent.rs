@@ -117,8 +117,41 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
                 .map_err(|e| AgentError::Store(format!("zookeeper: {e}")))?;
             Ok(Arc::new(store))
         }
+        Backend::DynamoDb => {
+            let defaults = rkron_store_dynamodb::DynamoConfig::default();
+            let environment: std::collections::BTreeMap<String, String> =
+                std::env::vars().collect();
+            let endpoint = config.backend_machine.first().cloned();
+            let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .any(|key| environment.contains_key(*key));
+            let dynamo = rkron_store_dynamodb::DynamoConfig {
+                // A local endpoint (moto, DynamoDB Local) needs some region to sign with.
+                region: if region_set || endpoint.is_none() {
+                    String::new()
+                } else {
+                    "us-east-1".to_owned()
+                },
+                endpoint,
+                table: config.keyspace.clone(),
+                // backend-username / backend-password are the access key id and secret;
+                // without them the AWS_* variables of the environment apply.
+                access_key: config.backend_username.clone(),
+                secret_key: config
+                    .backend_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned()),
+                environment,
+                create_table: true,
+                ..defaults
+            };
+            let store = rkron_store_dynamodb::DynamoStore::connect(dynamo)
+                .await
+                .map_err(|e| AgentError::Store(format!("dynamodb: {e}")))?;
+            Ok(Arc::new(store))
+        }
         other => Err(AgentError::Unsupported(format!(
-            "backend {other:?} is not available in this build yet; embedded, etcd, redis and zk are"
+            "backend {other:?} is not available in this build yet; embedded, etcd, redis, zk and dynamodb are"
         ))),
     }
 }

@@ -353,3 +353,54 @@ async fn zookeeper_failover_loses_and_repeats_nothing() {
     let zk = crate::support::ZooKeeper::start().await;
     failover_loses_and_repeats_nothing("zk", &zk.machine()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_dynamodb_runs_jobs_and_keeps_them_across_a_restart() {
+    let moto = crate::support::Moto::start().await;
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let mut server = Server::start_named(
+        "s1",
+        &[
+            "--backend",
+            "dynamodb",
+            "--backend-machine",
+            &endpoint,
+            "--keyspace",
+            "rkron-test",
+            "--backend-username",
+            "test",
+            "--backend-password",
+            "test",
+            "--lease-ttl",
+            "3s",
+        ],
+    )
+    .await;
+    let led = wait_until(Duration::from_secs(15), || async {
+        server.http_get("/v1/isleader").await.status == 200
+    })
+    .await;
+    assert!(led, "{}", server.log_text());
+    let mut tick = crate::support::shell_job("tick", "echo from-dynamo");
+    tick["schedule"] = json!("@every 1s");
+    server.create_job_ok(&tick).await;
+    let list = server
+        .wait_finished_executions("tick", 2, Duration::from_secs(20))
+        .await;
+    let finished: Vec<_> = list
+        .iter()
+        .filter(|e| e["finished_at"] != "0001-01-01T00:00:00Z")
+        .collect();
+    assert!(finished.len() >= 2, "{list:?}");
+    assert!(
+        finished
+            .iter()
+            .all(|e| e["success"] == true && e["output"].as_str().unwrap().trim() == "from-dynamo"),
+        "{list:?}"
+    );
+    server.kill9();
+    server.restart().await;
+    let reply = server.http_get("/v1/jobs/tick").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json()["success_count"].as_u64().unwrap() >= 2);
+}

@@ -702,3 +702,69 @@ impl Drop for ZooKeeper {
         let _ = self.child.wait();
     }
 }
+
+/// moto's local DynamoDB endpoint (`moto_server`, installed by `scripts/test-deps`) on a free
+/// port, with the DynamoDB store's test patch that makes moto's transactions atomic (see
+/// `crates/rkron-store-dynamodb/tests/moto`); killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts moto and waits until `/moto-api/` answers (panics when it is not installed).
+    pub async fn start() -> Moto {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let binary = std::env::var_os("RKRON_MOTO_SERVER").map_or_else(
+            || root.join("target/test-deps/motovenv/bin/moto_server"),
+            PathBuf::from,
+        );
+        assert!(
+            binary.is_file(),
+            "moto_server not found at {}: run scripts/test-deps",
+            binary.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("moto.log");
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = Command::new(&binary)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env(
+                    "PYTHONPATH",
+                    root.join("crates/rkron-store-dynamodb/tests/moto"),
+                )
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let http = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/moto-api/");
+            let ready = wait_until(Duration::from_secs(60), || async {
+                matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+            })
+            .await;
+            if ready {
+                return Moto {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("moto did not start:\n{log}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
