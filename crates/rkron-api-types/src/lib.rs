@@ -199,3 +199,57 @@ pub struct HealthOut {
 pub struct ErrorOut {
     pub error: String,
 }
+
+/// `GET /v1/jobs/{job}/next` and `POST /v1/schedule/preview` (rkron): the next fire times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextOut {
+    /// The zone the schedule is evaluated in (an IANA name; `UTC` when none is set).
+    pub timezone: String,
+    /// The next fire instants, in UTC RFC 3339, soonest first; empty when the job never fires on
+    /// its own (`@manually`, a past `@at`, a child job without a schedule, past `expires_at`).
+    pub next: Vec<String>,
+}
+
+/// `POST /v1/schedule/preview` (rkron): a schedule to check, as the job editor holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulePreviewIn {
+    /// The schedule spec, as in a job.
+    pub schedule: String,
+    /// The job's IANA zone; empty means UTC.
+    pub timezone: String,
+    /// The job's name: `~` and the phase of `@every` depend on it.
+    pub name: String,
+    /// The job's `starts_at` (RFC 3339 or `YYYY-MM-DDTHH:MM`, UTC): no fire before it.
+    pub starts_at: Option<String>,
+    /// The job's `expires_at`: no fire after it.
+    pub expires_at: Option<String>,
+    /// How many fire times to answer (default 5, at most 100).
+    pub n: Option<usize>,
+}
+
+/// `GET /v1/summary` (rkron): what the dashboard's overview counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryOut {
+    /// Stored jobs by status.
+    pub jobs: JobCountsOut,
+    /// Executions running now (as `/v1/busy` lists them).
+    pub running: usize,
+}
+
+/// Stored jobs counted by status (`untriggered` is Dkron's `""`) and by `disabled`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCountsOut {
+    /// Every stored job.
+    pub total: usize,
+    /// Status `success`.
+    pub success: usize,
+    /// Status `failed`.
+    pub failed: usize,
+    /// Status `partially_failed`.
+    pub partially_failed: usize,
+    /// Status `""` (never ran).
+    pub untriggered: usize,
+    /// `disabled: true`, whatever the status.
+    pub disabled: usize,
+}

@@ -32,7 +32,7 @@ fn location(uri: &str) -> HeaderMap {
     headers
 }
 
-fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(
@@ -44,7 +44,7 @@ fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn parse_index(name: &str, value: &str) -> Result<usize, ApiError> {
+pub(crate) fn parse_index(name: &str, value: &str) -> Result<usize, ApiError> {
     value.trim().parse::<usize>().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -382,10 +382,50 @@ pub(crate) async fn missed_fires(
     }))
 }
 
+/// `GET /v1/summary` (rkron): stored jobs counted by status, and the running executions; one
+/// read for the dashboard's overview instead of one filtered listing per status.
+pub(crate) async fn summary(
+    State(s): State<AppState>,
+) -> Result<Json<rkron_api_types::SummaryOut>, ApiError> {
+    let counts = s.node.job_counts().await?;
+    Ok(Json(rkron_api_types::SummaryOut {
+        jobs: rkron_api_types::JobCountsOut {
+            total: counts.total,
+            success: counts.success,
+            failed: counts.failed,
+            partially_failed: counts.partially_failed,
+            untriggered: counts.untriggered,
+            disabled: counts.disabled,
+        },
+        running: s.node.busy_in_cluster().await.len(),
+    }))
+}
+
+/// `GET /`: Dkron's redirect to the dashboard (303 to `/ui/`) for clients that accept HTML;
+/// 404 for the others.
+pub(crate) async fn root(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"));
+    if wants_html {
+        return axum::response::Redirect::to(rkron_ui::MOUNT).into_response();
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no route for /: the dashboard is at /ui/",
+    )
+    .into_response()
+}
+
+/// `GET /v1/busy`: the executions running across the cluster, from the leader (asked over RPC
+/// when this server does not lead).
 pub(crate) async fn busy(State(s): State<AppState>) -> Response {
     let running: Vec<ExecutionOut> = s
         .node
-        .busy()
+        .busy_in_cluster()
+        .await
         .into_iter()
         .map(|e| execution_to_wire(e, None, false))
         .collect();

@@ -3,6 +3,7 @@
 
 mod convert;
 mod error;
+mod fires;
 mod handlers;
 mod layers;
 
@@ -28,6 +29,9 @@ pub struct ApiOptions {
     /// Called by `POST /v1/leave`: the node leaves the cluster and stops. Without it the route
     /// answers 500.
     pub leave: Option<LeaveHook>,
+    /// Serves the dashboard under `/ui/` and redirects `GET /` there for browsers (Dkron's
+    /// `ui`); default true.
+    pub ui: bool,
 }
 
 /// What `POST /v1/leave` calls to make the node leave and stop.
@@ -39,6 +43,7 @@ impl std::fmt::Debug for ApiOptions {
             .field("metrics", &self.metrics.is_some())
             .field("max_body", &self.max_body)
             .field("restore_max_body", &self.restore_max_body)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -50,6 +55,7 @@ impl Default for ApiOptions {
             max_body: 1024 * 1024,
             restore_max_body: 64 * 1024 * 1024,
             leave: None,
+            ui: true,
         }
     }
 }
@@ -106,6 +112,9 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
         .route("/v1/jobs/{job}/run", post(h::run_job))
         .route("/v1/jobs/{job}/toggle", post(h::toggle_job))
         .route("/v1/jobs/{job}/missed", get(h::missed_fires))
+        .route("/v1/jobs/{job}/next", get(fires::job_next))
+        .route("/v1/schedule/preview", post(fires::preview))
+        .route("/v1/summary", get(h::summary))
         .route(
             "/v1/jobs/{job}/executions",
             get(h::list_executions).delete(h::delete_executions),
@@ -144,6 +153,9 @@ pub fn router(node: NodeHandle, options: &ApiOptions) -> Router {
                 async move { ([("content-type", "text/plain; version=0.0.4")], text) }
             }),
         );
+    }
+    if options.ui {
+        root = root.route("/", get(h::root)).merge(rkron_ui::router());
     }
     root.merge(v1).with_state(state)
 }

@@ -452,20 +452,31 @@ impl NodeHandle {
     }
 
     /// Executions running now across the cluster, oldest first, each with the output so far:
-    /// this server's own list when it leads, else the leader's (asked over RPC). Empty when no
-    /// leader can be asked.
+    /// the runs this server dispatched (manual runs can be dispatched by any server) and, when
+    /// another server leads, the leader's (asked over RPC).
     pub async fn busy_in_cluster(&self) -> Vec<Execution> {
+        let mut list = self.busy();
         if self.is_leader() {
-            return self.busy();
+            return list;
         }
         let (Some(notices), Some(leader)) = (self.inner.notices.clone(), self.leader().await)
         else {
-            return Vec::new();
+            return list;
         };
         if leader.name == self.inner.config.node_name {
-            return self.busy();
+            return list;
         }
-        notices.busy(&leader).await.unwrap_or_default()
+        let mine: std::collections::HashSet<String> = list.iter().map(Execution::id).collect();
+        list.extend(
+            notices
+                .busy(&leader)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| !mine.contains(&e.id())),
+        );
+        list.sort_by(|a, b| (a.started_at, &a.node_name).cmp(&(b.started_at, &b.node_name)));
+        list
     }
 
     /// Executions running now (on the nodes this leader dispatched to), oldest first, each with

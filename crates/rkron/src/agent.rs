@@ -150,9 +150,28 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
                 .map_err(|e| AgentError::Store(format!("dynamodb: {e}")))?;
             Ok(Arc::new(store))
         }
-        other => Err(AgentError::Unsupported(format!(
-            "backend {other:?} is not available in this build yet; embedded, etcd, redis, zk and dynamodb are"
-        ))),
+        Backend::Consul => {
+            let defaults = rkron_store_consul::ConsulConfig::default();
+            let consul = rkron_store_consul::ConsulConfig {
+                address: config
+                    .backend_machine
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| defaults.address.clone()),
+                keyspace: config.keyspace.clone(),
+                // Consul's ACL token goes in backend-password.
+                token: config
+                    .backend_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned()),
+                tls: config.backend_tls,
+                ..defaults
+            };
+            let store = rkron_store_consul::ConsulStore::connect(consul)
+                .await
+                .map_err(|e| AgentError::Store(format!("consul: {e}")))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -583,6 +602,7 @@ async fn run_server(
         max_body: config.http_max_body,
         restore_max_body: config.restore_max_body,
         leave,
+        ui: config.ui,
     };
     let app = router(node.clone(), &options);
     let stopped = stop.clone();

@@ -404,3 +404,57 @@ async fn a_server_on_dynamodb_runs_jobs_and_keeps_them_across_a_restart() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert!(reply.json()["success_count"].as_u64().unwrap() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_lists_the_clusters_running_executions() {
+    let redis = crate::support::Redis::start().await;
+    let store = [
+        "--backend",
+        "redis",
+        "--backend-machine",
+        &redis.machine(),
+        "--keyspace",
+        "busy",
+    ];
+    let first = Server::start_named("s1", &store).await;
+    let led = wait_until(Duration::from_secs(10), || async {
+        first.http_get("/v1/isleader").await.status == 200
+    })
+    .await;
+    assert!(led, "{}", first.log_text());
+    let join = first.gossip_addr();
+    let mut args = store.to_vec();
+    args.extend(["--join", join.as_str()]);
+    let second = Server::start_named("s2", &args).await;
+    // A scheduled run, dispatched by the leader: the follower asks the leader for it.
+    let mut long = crate::support::shell_job("long", "echo started; sleep 20");
+    long["schedule"] = json!("@every 5s");
+    long["concurrency"] = json!("forbid");
+    long["tags"] = json!({"server": "true:1"});
+    second.create_job_ok(&long).await;
+    // A manual run, dispatched by the follower itself: it lists it too.
+    let manual = crate::support::shell_job("manual", "echo manual; sleep 20");
+    second.create_job_ok(&manual).await;
+    assert_eq!(second.http_post("/v1/jobs/manual/run").await.status, 200);
+    let listed = wait_until(Duration::from_secs(15), || async {
+        let reply = second.http_get("/v1/busy").await;
+        reply.status == 200
+            && reply.json().as_array().is_some_and(|list| {
+                let has = |job: &str, text: &str| {
+                    list.iter().any(|e| {
+                        e["job_name"] == job && e["output"].as_str().unwrap_or("").contains(text)
+                    })
+                };
+                has("long", "started") && has("manual", "manual")
+            })
+    })
+    .await;
+    assert!(
+        listed,
+        "follower: {}\nleader: {}\n{}\n{}",
+        second.http_get("/v1/busy").await.text,
+        first.http_get("/v1/busy").await.text,
+        first.log_text(),
+        second.log_text()
+    );
+}

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod browser;
 mod catchup;
 mod cluster;
 mod executions;
@@ -13,3 +14,4 @@ mod lifecycle;
 mod notifications;
 mod semantics;
 mod support;
+mod ui;

@@ -217,16 +217,26 @@ async fn browser_job_lifecycle_through_the_dashboard() {
     // Edit: the form holds the job; the change is stored.
     browser.click("[data-test=edit]").await;
     browser.wait_path("/ui/jobs/ui-flow/edit").await;
-    let command = browser.find("#f-exec-command").await;
+    browser.find("#f-exec-command").await;
     assert_eq!(
-        command.prop("value").await.unwrap().as_deref(),
-        Some("echo hello-from-ui")
+        browser.property("#f-exec-command", "value").await,
+        "echo hello-from-ui"
     );
     browser
         .type_into("#f-exec-command", "echo edited-by-ui")
         .await;
     browser.type_into("#f-displayname", "UI flow job").await;
     browser.screenshot(&shots, "edit").await;
+    // The raw JSON mode holds the same job, and going back keeps it.
+    browser.click("[data-test=mode-json]").await;
+    browser.find("#f-json").await;
+    let raw = browser.property("#f-json", "value").await;
+    let raw: Value = serde_json::from_str(&raw).expect("the JSON mode holds JSON");
+    assert_eq!(raw["executor_config"]["command"], "echo edited-by-ui");
+    assert_eq!(raw["displayname"], "UI flow job");
+    browser.screenshot(&shots, "edit-json").await;
+    browser.click("[data-test=mode-form]").await;
+    browser.find("#f-exec-command").await;
     browser.click("[data-test=save]").await;
     browser.wait_path("/ui/jobs/ui-flow").await;
     browser.wait_text("h1", "UI flow job").await;
@@ -425,13 +435,8 @@ async fn create_numbered_jobs(server: &Server, count: usize) {
 }
 
 async fn first_row(browser: &Browser) -> String {
-    browser
-        .find("table.jobs tbody tr")
-        .await
-        .attr("data-job")
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    browser.find("table.jobs tbody tr").await;
+    browser.attribute("table.jobs tbody tr", "data-job").await
 }
 
 #[tokio::test]
@@ -449,6 +454,28 @@ async fn browser_pages_through_a_thousand_jobs_and_filters_them() {
     assert_eq!(first_row(&browser).await, "page-0001");
     browser.screenshot(&shots, "jobs-1000").await;
 
+    // The keyboard: "/" focuses the search; Tab reaches the rows' links; Enter opens a job.
+    browser.press('/').await;
+    assert_eq!(browser.focused().await.0, "job-search");
+    let tab = fantoccini::key::Key::Tab.into();
+    let mut reached = String::new();
+    for _ in 0..40 {
+        browser.press(tab).await;
+        reached = browser.focused().await.1;
+        if reached == "page-0001" {
+            break;
+        }
+    }
+    assert_eq!(
+        reached, "page-0001",
+        "Tab did not reach the first job's link"
+    );
+    browser.press(fantoccini::key::Key::Enter.into()).await;
+    browser.wait_path("/ui/jobs/page-0001").await;
+    browser.wait_text("h1", "page-0001").await;
+    browser.client.back().await.unwrap();
+    browser.wait_text("p.summary", "1–25 of 1,000 jobs").await;
+
     // Paging is done by the server: next, last, a page size.
     browser.click("[data-key=next]").await;
     browser.wait_text("p.summary", "26–50 of 1,000 jobs").await;
@@ -458,16 +485,7 @@ async fn browser_pages_through_a_thousand_jobs_and_filters_them() {
     browser
         .wait_text("p.summary", "976–1,000 of 1,000 jobs")
         .await;
-    assert_eq!(
-        browser
-            .find("#page-number")
-            .await
-            .prop("value")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("40")
-    );
+    assert_eq!(browser.property("#page-number", "value").await, "40");
     browser.client.back().await.unwrap();
     browser.wait_text("p.summary", "26–50 of 1,000 jobs").await;
     browser.select("#page-size", "100").await;
