@@ -80,6 +80,8 @@ pub struct LocalAgent {
     running: Arc<Mutex<HashMap<String, Running>>>,
     tracker: TaskTracker,
     accepting: CancellationToken,
+    /// Unix nanoseconds of the latest run start, for [`LocalAgent::unique_start`].
+    last_start: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl LocalAgent {
@@ -92,6 +94,34 @@ impl LocalAgent {
             running: Arc::default(),
             tracker: TaskTracker::new(),
             accepting: CancellationToken::new(),
+            last_start: Arc::default(),
+        }
+    }
+
+    /// The start instant of a new run: the clock's time, moved on by a nanosecond when another
+    /// run of this node started in the same nanosecond, so execution ids (`<started nanos>-<node>`)
+    /// never collide.
+    fn unique_start(&self) -> chrono::DateTime<chrono::Utc> {
+        let now = self.clock.now();
+        let wanted = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let mut last = self.last_start.load(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let next = wanted.max(last.saturating_add(1));
+            match self.last_start.compare_exchange(
+                last,
+                next,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    return if next == wanted {
+                        now
+                    } else {
+                        chrono::DateTime::from_timestamp_nanos(next)
+                    };
+                }
+                Err(seen) => last = seen,
+            }
         }
     }
 
@@ -168,7 +198,7 @@ impl AgentRunner for LocalAgent {
         }
         let mut execution = run.execution;
         execution.node_name = self.node_name.clone();
-        execution.started_at = self.clock.now();
+        execution.started_at = self.unique_start();
         execution.finished_at = None;
         execution.success = false;
         let id = execution.id();
@@ -233,5 +263,29 @@ impl AgentRunner for LocalAgent {
 
     async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
         node == self.node_name && self.kill_local(execution_id, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_started_in_the_same_nanosecond_get_distinct_start_instants() {
+        let start = chrono::DateTime::from_timestamp_nanos(1_700_000_000_000_000_000);
+        let clock = Arc::new(rkron_core::clock::ManualClock::new(start));
+        let agent = LocalAgent::new(
+            "a1".into(),
+            ExecutorRegistry::with_builtins(),
+            clock.clone(),
+        );
+        let instants: Vec<_> = (0..5).map(|_| agent.unique_start()).collect();
+        assert_eq!(instants[0], start);
+        for pair in instants.windows(2) {
+            assert_eq!(pair[1] - pair[0], chrono::TimeDelta::nanoseconds(1));
+        }
+        // Once the clock is ahead again, its own time is used.
+        clock.advance(chrono::TimeDelta::seconds(1));
+        assert_eq!(agent.unique_start(), start + chrono::TimeDelta::seconds(1));
     }
 }

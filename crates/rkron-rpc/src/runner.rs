@@ -315,6 +315,13 @@ async fn forward_run(
                 let _ = events
                     .send(RunEvent::Finished(execution_from_proto(execution)))
                     .await;
+                // Read the stream to its end (the node closes it right after `Finished`):
+                // dropping it early resets the HTTP/2 stream, and at a thousand runs a second
+                // those resets reach h2's limit and the whole connection is torn down.
+                let drained = tokio::time::timeout(CALL_TIMEOUT, async {
+                    while let Ok(Some(_)) = stream.message().await {}
+                });
+                let _ = drained.await;
                 return;
             }
             Some(Event::Started(_) | Event::Finished(_)) => {
