@@ -26,9 +26,9 @@ use crate::{BenchResult, Context};
 /// The gossip timing profile every node runs with.
 const PROFILE: &str = "local";
 /// The tag every agent carries (`--tag bench=agent`).
-const AGENT_TAG: (&str, &str) = ("bench", "agent");
+pub(crate) const AGENT_TAG: (&str, &str) = ("bench", "agent");
 /// The job tag that runs each fire on exactly one of the tagged agents, chosen at random.
-const ONE_AGENT: &str = "agent:1";
+pub(crate) const ONE_AGENT: &str = "agent:1";
 /// Cluster sizes (server included) of a full run.
 const SIZES: [usize; 3] = [3, 10, 30];
 /// Cluster sizes of a quick run.
@@ -76,15 +76,15 @@ const FAILURE_EXAMPLES: usize = 3;
 
 /// A plain agent: `rkron agent --join <server gossip> --tag bench=agent`, no HTTP API.
 #[derive(Debug)]
-struct Agent {
-    name: String,
+pub(crate) struct Agent {
+    pub(crate) name: String,
     child: Option<Child>,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Agent {
     /// Spawns agent `name` joining `join`, its log in `dir/<name>.log`.
-    fn spawn(binary: &Path, dir: &Path, name: &str, join: &str) -> BenchResult<Self> {
+    pub(crate) fn spawn(binary: &Path, dir: &Path, name: &str, join: &str) -> BenchResult<Self> {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(binary)
@@ -109,7 +109,7 @@ impl Agent {
     }
 
     /// CPU seconds (user + system) used so far; 0 when the process is gone.
-    fn cpu_seconds(&self) -> f64 {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
         self.child
             .as_ref()
             .and_then(Child::id)
@@ -118,14 +118,14 @@ impl Agent {
     }
 
     /// The last `lines` lines of the agent's log.
-    fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Sends SIGTERM (when the process still runs).
-    fn terminate(&mut self) -> BenchResult<()> {
+    pub(crate) fn terminate(&mut self) -> BenchResult<()> {
         if let Some(child) = self.child.as_mut() {
             if child.try_wait()?.is_some() {
                 return Ok(());
@@ -139,7 +139,7 @@ impl Agent {
 
     /// Waits for the exit after [`Agent::terminate`]; kills the agent after
     /// [`AGENT_STOP_TIMEOUT`]. Answers a problem, if any.
-    async fn wait_exit(&mut self) -> Option<String> {
+    pub(crate) async fn wait_exit(&mut self) -> Option<String> {
         let mut child = self.child.take()?;
         match tokio::time::timeout(AGENT_STOP_TIMEOUT, child.wait()).await {
             Ok(Ok(status)) if status.success() => None,
@@ -568,7 +568,7 @@ async fn converged_cluster(context: &Context) -> BenchResult<Cluster> {
 }
 
 /// The tags that run each fire on exactly one agent.
-fn one_agent_tags() -> Vec<(String, String)> {
+pub(crate) fn one_agent_tags() -> Vec<(String, String)> {
     vec![(AGENT_TAG.0.to_owned(), ONE_AGENT.to_owned())]
 }
 

@@ -378,9 +378,19 @@ pub(crate) async fn read_executions(
     prefix: &str,
     count: usize,
 ) -> (Vec<Option<Vec<ExecutionOut>>>, LoadResult) {
+    read_executions_at(server.http(), &server.base(), prefix, count).await
+}
+
+/// As [`read_executions`], from the server whose API is at `base` (`http://127.0.0.1:<port>`).
+pub(crate) async fn read_executions_at(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    count: usize,
+) -> (Vec<Option<Vec<ExecutionOut>>>, LoadResult) {
     let slots: Arc<Mutex<Vec<Option<Vec<ExecutionOut>>>>> = Arc::new(Mutex::new(vec![None; count]));
-    let http = server.http().clone();
-    let base = server.base();
+    let http = http.clone();
+    let base = base.to_owned();
     let prefix = prefix.to_owned();
     let filled = slots.clone();
     let result = load::drive(count, READ_CONCURRENCY, move |i| {

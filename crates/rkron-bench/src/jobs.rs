@@ -82,8 +82,33 @@ pub(crate) async fn create_tagged(
     executor: &Executor,
     tags: &[(String, String)],
 ) -> LoadResult {
-    let http = server.http().clone();
-    let url = Arc::new(server.url("/v1/jobs"));
+    create_tagged_at(
+        server.http(),
+        &server.base(),
+        prefix,
+        count,
+        concurrency,
+        schedule,
+        executor,
+        tags,
+    )
+    .await
+}
+
+/// As [`create_tagged`], on the server whose API is at `base` (`http://127.0.0.1:<port>`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn create_tagged_at(
+    http: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+    schedule: &str,
+    executor: &Executor,
+    tags: &[(String, String)],
+) -> LoadResult {
+    let http = http.clone();
+    let url = Arc::new(format!("{base}/v1/jobs"));
     let prefix = Arc::new(prefix.to_owned());
     let schedule = Arc::new(schedule.to_owned());
     let executor = Arc::new(executor.clone());

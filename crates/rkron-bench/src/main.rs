@@ -1,6 +1,7 @@
 //! rkron-bench owns the benchmarks of the real `rkron` binary: startup time and memory with many
 //! stored jobs, request throughput, fire lag of the http and shell executors, a fork baseline, and
-//! local clusters of one server and several agents.
+//! local clusters of one server and several agents, and high availability: three servers on a
+//! shared etcd or Redis, leaders killed, fires sustained, store requests per fire.
 //!
 //! Every scenario spawns `rkron agent --server` (the release binary beside this one) on a fresh
 //! data dir, drives it over HTTP and prints its figures as a table. Figures that are compared are
@@ -16,12 +17,14 @@
 
 mod cluster;
 mod fire;
+mod ha;
 mod jobs;
 mod load;
 mod report;
 mod requests;
 mod server;
 mod startup;
+mod stores;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,8 +56,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 enum Scenario {
-    /// Startup, requests, fire-http and fire-shell, in order (not cluster: it adds about 1.5
-    /// minutes).
+    /// Startup, requests, fire-http and fire-shell, in order (not cluster, about 1.5 minutes,
+    /// nor ha, several minutes).
     All,
     /// Stores 100,000 jobs, restarts the server and measures readiness, memory and paging.
     Startup,
@@ -72,6 +75,11 @@ enum Scenario {
     /// 3, 10 and 30 nodes, dispatch of 1,000 and 3,000 jobs due at once to 3 agents, and the
     /// start lag of runs on agents under a burst and a light load.
     Cluster,
+    /// High availability (issue 5), on a real etcd and then a real Redis started by the bench:
+    /// three servers + one agent; takeover after SIGKILL of the leader (10 kills with
+    /// `--lease-ttl 3s`, 3 with the default 10s), 500, 1,000 and 2,000 jobs `@every 1s` sustained for
+    /// 15 s (recorded per second, lag, missed and duplicated fires) and store requests per fire.
+    Ha,
 }
 
 /// What every scenario needs to know.
@@ -115,6 +123,7 @@ async fn run_scenario(scenario: Scenario, context: &Context) -> Vec<BenchResult<
         Scenario::FireShell => fire::run(context, fire::Kind::Shell).await,
         Scenario::Fork => fire::fork_only(context).await,
         Scenario::Cluster => cluster::run(context).await,
+        Scenario::Ha => ha::run(context).await,
     }
 }
 
