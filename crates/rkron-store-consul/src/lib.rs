@@ -76,7 +76,6 @@
 
 mod gateway;
 mod keyspace;
-mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -87,6 +86,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Clock, Execution, Job, SystemClock};
+use rkron_store::plan;
 use rkron_store::{Expect, JobOp, JobPage, Lease, MissedFires, Store, StoreError, Versioned};
 
 use crate::gateway::{CallError, Gateway, KvEntry, TxnError, TxnOp, TxnOutcome};

@@ -55,7 +55,7 @@
 
 mod gateway;
 mod keyspace;
-mod plan;
+
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +66,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rkron_core::execution::{parse_execution_id, unix_nanos};
 use rkron_core::{Execution, Job};
+use rkron_store::plan;
 use rkron_store::{
     Expect, JobOp, JobPage, Lease, MissedFires, Store, StoreError, Version, Versioned,
 };

@@ -12,6 +12,7 @@ use rkron_core::{Execution, Job};
 
 pub mod lease;
 pub mod memory;
+pub mod plan;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 

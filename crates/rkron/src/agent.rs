@@ -43,6 +43,23 @@ pub enum AgentError {
     Cluster(String),
 }
 
+/// `backend-password`, revealed for the store client.
+fn backend_password(config: &AgentConfig) -> Option<String> {
+    config
+        .backend_password
+        .as_ref()
+        .map(|p| p.expose().to_owned())
+}
+
+/// `backend-machine`, or the store's default addresses when it is not set.
+fn machines_or(config: &AgentConfig, defaults: &[String]) -> Vec<String> {
+    if config.backend_machine.is_empty() {
+        defaults.to_vec()
+    } else {
+        config.backend_machine.clone()
+    }
+}
+
 /// Opens the store chosen by `backend`. This is the only place that names a backend.
 async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, AgentError> {
     match config.backend {
@@ -53,19 +70,12 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
         }
         Backend::Etcd => {
             let defaults = rkron_store_etcd::EtcdConfig::default();
-            let endpoints = if config.backend_machine.is_empty() {
-                defaults.endpoints.clone()
-            } else {
-                config.backend_machine.clone()
-            };
+            let endpoints = machines_or(config, &defaults.endpoints);
             let etcd = rkron_store_etcd::EtcdConfig {
                 endpoints,
                 keyspace: config.keyspace.clone(),
                 username: config.backend_username.clone(),
-                password: config
-                    .backend_password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned()),
+                password: backend_password(config),
                 tls: config.backend_tls,
                 ..defaults
             };
@@ -77,17 +87,10 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
         Backend::Redis => {
             let defaults = rkron_store_redis::RedisConfig::default();
             let redis = rkron_store_redis::RedisConfig {
-                addresses: if config.backend_machine.is_empty() {
-                    defaults.addresses.clone()
-                } else {
-                    config.backend_machine.clone()
-                },
+                addresses: machines_or(config, &defaults.addresses),
                 keyspace: config.keyspace.clone(),
                 username: config.backend_username.clone(),
-                password: config
-                    .backend_password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned()),
+                password: backend_password(config),
                 tls: config.backend_tls,
                 ..defaults
             };
@@ -99,17 +102,10 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
         Backend::Zookeeper => {
             let defaults = rkron_store_zk::ZkConfig::default();
             let zk = rkron_store_zk::ZkConfig {
-                servers: if config.backend_machine.is_empty() {
-                    defaults.servers.clone()
-                } else {
-                    config.backend_machine.clone()
-                },
+                servers: machines_or(config, &defaults.servers),
                 keyspace: config.keyspace.clone(),
                 username: config.backend_username.clone(),
-                password: config
-                    .backend_password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned()),
+                password: backend_password(config),
                 ..defaults
             };
             let store = rkron_store_zk::ZkStore::connect(zk)
@@ -137,10 +133,7 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
                 // backend-username / backend-password are the access key id and secret;
                 // without them the AWS_* variables of the environment apply.
                 access_key: config.backend_username.clone(),
-                secret_key: config
-                    .backend_password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned()),
+                secret_key: backend_password(config),
                 environment,
                 create_table: true,
                 ..defaults
@@ -160,10 +153,7 @@ async fn store_from_config(config: &AgentConfig) -> Result<Arc<dyn Store>, Agent
                     .unwrap_or_else(|| defaults.address.clone()),
                 keyspace: config.keyspace.clone(),
                 // Consul's ACL token goes in backend-password.
-                token: config
-                    .backend_password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned()),
+                token: backend_password(config),
                 tls: config.backend_tls,
                 ..defaults
             };

@@ -1,14 +1,14 @@
 //! Pure planning of the store's writes: the in-order checks and final effects of a
 //! `commit_jobs`, and which executions a write trims.
 //!
-//! A Consul transaction checks each op against the state the earlier ops of the same
-//! transaction leave, but `commit_jobs` sends every check before any write (a failed check then
-//! names the job by its op index). So the first op on each job becomes a Consul check
-//! (`check-not-exists` or `check-index`), later ops on the same job are checked here against what
-//! the earlier ones did, and only the final effect on each job is sent.
+//! For backends whose transactions evaluate every check against the state before the
+//! transaction (etcd's compares, Consul's `check-*` ops): `commit_jobs` validates each op against
+//! the state the earlier ops of the same commit leave. So the first op on each job becomes the
+//! backend's check, later ops on the same job are checked here against what the earlier ones
+//! did, and only the final effect on each job is sent.
 
+use crate::{Expect, JobOp, Version};
 use rkron_core::Job;
-use rkron_store::{Expect, JobOp, Version};
 
 /// What a job is at some point of a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ enum Slot {
 }
 
 /// Answers a job's stored version (`None`: absent).
-type Stored<'s> = &'s dyn Fn(&str) -> Option<Version>;
+pub type Stored<'s> = &'s dyn Fn(&str) -> Option<Version>;
 
 fn holds(expect: Expect, slot: Slot) -> bool {
     match expect {
@@ -66,30 +66,30 @@ fn walk<'a>(ops: &'a [JobOp], stored: Option<Stored<'_>>) -> Option<&'a str> {
 
 /// Answers the job of the first op whose expectation fails against `stored`, in order, each op
 /// seeing the effect of the earlier ones.
-pub(crate) fn first_conflict(ops: &[JobOp], stored: Stored<'_>) -> Option<String> {
+pub fn first_conflict(ops: &[JobOp], stored: Stored<'_>) -> Option<String> {
     walk(ops, Some(stored)).map(str::to_owned)
 }
 
 /// Whether some op fails against an earlier op of the same commit, whatever is stored (a put
 /// expecting `Absent` after a put, a version expected of a job the commit just wrote or deleted).
-pub(crate) fn conflicts_within(ops: &[JobOp]) -> bool {
+pub fn conflicts_within(ops: &[JobOp]) -> bool {
     walk(ops, None).is_some()
 }
 
 /// The net effect of a commit on one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Effect<'a> {
-    pub(crate) name: &'a str,
+pub struct Effect<'a> {
+    pub name: &'a str,
     /// The expectation of the first op on the job, checked against the store.
-    pub(crate) expect: Expect,
+    pub expect: Expect,
     /// Whether some op deletes the job, so its history goes.
-    pub(crate) deleted: bool,
+    pub deleted: bool,
     /// The job as the last put leaves it; `None` when the last op deletes it.
-    pub(crate) put: Option<&'a Job>,
+    pub put: Option<&'a Job>,
 }
 
 /// Answers the net effect on each job, in the order jobs first appear.
-pub(crate) fn effects(ops: &[JobOp]) -> Vec<Effect<'_>> {
+pub fn effects(ops: &[JobOp]) -> Vec<Effect<'_>> {
     let mut effects: Vec<Effect<'_>> = Vec::new();
     for op in ops {
         let (name, expect, _) = parts(op);
@@ -121,13 +121,13 @@ pub(crate) fn effects(ops: &[JobOp]) -> Vec<Effect<'_>> {
 
 /// How many of a job's executions go once `run` is written: `count` are stored, `exists` says
 /// whether `run` is one of them.
-pub(crate) fn excess(count: usize, exists: bool, retention: usize) -> usize {
+pub fn excess(count: usize, exists: bool, retention: usize) -> usize {
     (count + usize::from(!exists)).saturating_sub(retention)
 }
 
 /// Answers the runs to trim: the `excess` oldest of the stored runs and `run`. `oldest` holds
 /// the oldest stored runs in key order, at least `excess` of them (or all).
-pub(crate) fn trimmed(oldest: &[String], run: &str, excess: usize) -> Vec<String> {
+pub fn trimmed(oldest: &[String], run: &str, excess: usize) -> Vec<String> {
     if excess == 0 {
         return Vec::new();
     }
@@ -146,7 +146,15 @@ pub(crate) fn trimmed(oldest: &[String], run: &str, excess: usize) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rkron_store::testsuite::job;
+
+    fn job(name: &str) -> Job {
+        Job {
+            name: name.to_owned(),
+            schedule: "@every 1m".to_owned(),
+            executor: "shell".to_owned(),
+            ..Job::default()
+        }
+    }
 
     fn put(name: &str, expect: Expect) -> JobOp {
         JobOp::Put {
