@@ -43,7 +43,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use rkron_core::execution::unix_nanos;
 use rkron_core::{Execution, Job};
-use rkron_store::{MISSED_KEPT, MissedFires, StoreError};
+use rkron_store::StoreError;
+pub(crate) use rkron_store::kv::{decode_missed, encode_missed};
 use serde::{Deserialize, Serialize};
 
 /// The longest output stored, in bytes; a longer one keeps its tail.
@@ -328,47 +329,6 @@ pub(crate) fn decode_nanos(path: &str, bytes: &[u8]) -> Result<i64, StoreError> 
         .map_err(|error| corrupt(path, error))?
         .parse()
         .map_err(|error| corrupt(path, error))
-}
-
-/// Missed fires as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredMissed {
-    total: u64,
-    /// Unix nanoseconds, ascending.
-    recent: Vec<i64>,
-}
-
-/// Encodes missed fires.
-pub(crate) fn encode_missed(missed: &MissedFires) -> Result<Vec<u8>, StoreError> {
-    let stored = StoredMissed {
-        total: missed.total,
-        recent: missed.recent.iter().map(|t| unix_nanos(*t)).collect(),
-    };
-    serde_json::to_vec(&stored)
-        .map_err(|error| StoreError::Backend(format!("encoding missed fires: {error}")))
-}
-
-/// Decodes the missed fires stored at `path`.
-pub(crate) fn decode_missed(path: &str, bytes: &[u8]) -> Result<MissedFires, StoreError> {
-    let stored: StoredMissed =
-        serde_json::from_slice(bytes).map_err(|error| corrupt(path, error))?;
-    if stored.recent.len() > MISSED_KEPT {
-        return Err(corrupt(
-            path,
-            format!(
-                "{} recent instants, more than {MISSED_KEPT}",
-                stored.recent.len()
-            ),
-        ));
-    }
-    Ok(MissedFires {
-        total: stored.total,
-        recent: stored
-            .recent
-            .into_iter()
-            .map(DateTime::from_timestamp_nanos)
-            .collect(),
-    })
 }
 
 /// The data of a lease node.

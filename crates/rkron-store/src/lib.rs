@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rkron_core::{Execution, Job};
 
+pub mod kv;
 pub mod lease;
 pub mod memory;
 pub mod plan;
