@@ -1,17 +1,17 @@
 //! Scenario `ha` (issue 5): three `rkron agent --server` processes sharing one store (a real
-//! etcd, then a real Redis, each started by the bench on 127.0.0.1) and plain agents, all with
-//! the `local` gossip profile.
+//! etcd, Redis, ZooKeeper and DynamoDB (moto) in turn, each started by the bench on 127.0.0.1;
+//! `--backends` picks some) and plain agents, all with the `local` gossip profile.
 //!
 //! 1. Takeover: the leader (the server whose `GET /v1/isleader` answers 200) is killed with
 //!    SIGKILL, again and again; the figure is the time from the kill until another server
 //!    answers 200. The killed server is restarted (joining a live server's gossip) before the
 //!    next kill. Ten `@every 1s` probe jobs run on the agent meanwhile, and their records show
 //!    whether any instant ran twice or was lost.
-//! 2. Sustained fires: many `@every 1s` http jobs on the agent for a window of whole seconds:
-//!    executions recorded per second, start lag, missed and duplicated fires.
-//! 3. Store requests per fire: the store's own counters (etcd's Prometheus metrics, Redis's
-//!    `INFO commandstats`) over the same window, less the background measured while idle,
-//!    divided by the fires.
+//! 2. Sustained fires (etcd and Redis only): many `@every 1s` http jobs on the agent for a window
+//!    of whole seconds: executions recorded per second, start lag, missed and duplicated fires.
+//! 3. Store requests per fire (etcd and Redis only): the store's own counters (etcd's Prometheus
+//!    metrics, Redis's `INFO commandstats`) over the same window, less the background measured
+//!    while idle, divided by the fires.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -383,17 +383,7 @@ impl HaCluster {
         let dir = tempfile::Builder::new()
             .prefix("rkron-bench-ha-")
             .tempdir()?;
-        let mut args: Vec<String> = [
-            "--backend",
-            store.backend().name(),
-            "--backend-machine",
-            &store.machine(),
-            "--keyspace",
-            keyspace,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args = store.rkron_args(keyspace);
         if let Some(flag) = ttl.flag {
             args.extend(["--lease-ttl".to_owned(), flag.to_owned()]);
         }
@@ -600,14 +590,20 @@ impl HaCluster {
     }
 }
 
-/// Runs the whole scenario, etcd first, then Redis.
-pub(crate) async fn run(context: &Context) -> Vec<BenchResult<Section>> {
+/// Runs the whole scenario on each of `backends` in turn (every one when empty): takeovers, then
+/// the sustained fires where the store's counters are read (etcd and Redis).
+pub(crate) async fn run(context: &Context, backends: &[Backend]) -> Vec<BenchResult<Section>> {
     let target = match Target::start().await {
         Ok(target) => target,
         Err(error) => return vec![Err(format!("cannot start the http target: {error}").into())],
     };
+    let backends = if backends.is_empty() {
+        &Backend::ALL[..]
+    } else {
+        backends
+    };
     let mut sections = Vec::new();
-    for backend in [Backend::Etcd, Backend::Redis] {
+    for &backend in backends {
         let mut store = match StoreProcess::start(backend).await {
             Ok(store) => store,
             Err(error) => {
@@ -631,6 +627,14 @@ pub(crate) async fn run(context: &Context) -> Vec<BenchResult<Section>> {
                 takeover(context, &store, &target, ttl, kills).await,
                 &format!("{} takeover, {}", backend.name(), ttl.label()),
             ));
+        }
+        if !backend.has_counters() {
+            println!(
+                "\n[ha] {}: takeover only; the sustained fires and store requests per fire are measured on etcd and Redis only",
+                backend.name()
+            );
+            store.stop().await;
+            continue;
         }
         let sizes: &[usize] = if context.quick {
             &QUICK_FIRE_SIZES
@@ -1568,8 +1572,8 @@ async fn sustained(
         format!(
             "store background while idle, per second: {} / writes / reads",
             match backend {
-                Backend::Etcd => "requests",
                 Backend::Redis => "scripts",
+                Backend::Etcd | Backend::Zookeeper | Backend::DynamoDb => "requests",
             }
         ),
         format!(

@@ -1,9 +1,10 @@
-//! The shared stores of the `ha` scenario: a real etcd or Redis on free ports of 127.0.0.1, each
-//! in its own temporary directory and killed when the bench is done with it, and the request
-//! counters each exposes (etcd's Prometheus metrics, Redis's `INFO commandstats`).
+//! The shared stores of the `ha` scenario: a real etcd, Redis, ZooKeeper or DynamoDB (moto) on
+//! free ports of 127.0.0.1, each in its own temporary directory and killed when the bench is done
+//! with it, and the request counters etcd and Redis expose (etcd's Prometheus metrics, Redis's
+//! `INFO commandstats`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,14 +14,33 @@ use tokio::process::{Child, Command};
 use crate::BenchResult;
 use crate::server;
 
-/// How long a store may take to accept requests.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a store may take to accept requests (moto imports a lot of Python at start-up).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(50);
 /// Attempts on fresh ports (a port free a moment ago may be taken by then).
 const ATTEMPTS: usize = 3;
 /// How long one counter read may take.
 const COUNTERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one readiness probe (ZooKeeper's `ruok`, moto's `/moto-api/`) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Debian's ZooKeeper jar (package `zookeeper`, installed by scripts/test-deps).
+const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
+/// ZooKeeper's tick, as in the tests: sessions may last from 2 to 20 ticks, so rkron's default
+/// 10 s session is allowed.
+const ZK_TICK_MS: u64 = 500;
+/// moto's `moto_server` in the venv scripts/test-deps creates, from the repository's root.
+const MOTO_SERVER: &str = "target/test-deps/motovenv/bin/moto_server";
+/// Overrides [`MOTO_SERVER`], as in the tests.
+const MOTO_SERVER_ENV: &str = "RKRON_MOTO_SERVER";
+/// The DynamoDB store's test patch of moto (atomic requests, cheap transactions), from the
+/// repository's root; put on moto's PYTHONPATH.
+const MOTO_PATCH: &str = "crates/rkron-store-dynamodb/tests/moto";
+/// Logged by the patch when Python loaded it.
+const MOTO_PATCH_MARKER: &str = "rkron: moto DynamoDB patched";
+/// The access key id and secret the servers sign moto's requests with (moto accepts any).
+const MOTO_CREDENTIAL: &str = "test";
 
 /// Redis commands that write keys (as `INFO commandstats` names them).
 const REDIS_WRITES: &[&str] = &[
@@ -113,15 +133,41 @@ const REDIS_OWN: &[&str] = &["info"];
 pub(crate) enum Backend {
     Etcd,
     Redis,
+    Zookeeper,
+    DynamoDb,
 }
 
 impl Backend {
+    /// Every backend the bench can start, in the order the `ha` scenario runs them.
+    pub(crate) const ALL: [Self; 4] = [Self::Etcd, Self::Redis, Self::Zookeeper, Self::DynamoDb];
+
     /// The `--backend` value.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Etcd => "etcd",
             Self::Redis => "redis",
+            Self::Zookeeper => "zk",
+            Self::DynamoDb => "dynamodb",
         }
+    }
+
+    /// Parses a `--backends` item: a `--backend` value or an alias of it.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "etcd" | "etcdv3" => Ok(Self::Etcd),
+            "redis" => Ok(Self::Redis),
+            "zk" | "zookeeper" => Ok(Self::Zookeeper),
+            "dynamodb" | "dynamo" | "moto" => Ok(Self::DynamoDb),
+            other => Err(format!(
+                "unknown backend {other:?}: expected {}",
+                Self::ALL.map(Self::name).join(", ")
+            )),
+        }
+    }
+
+    /// Whether [`StoreProcess::counters`] reads the store's request counters (etcd and Redis).
+    pub(crate) fn has_counters(self) -> bool {
+        matches!(self, Self::Etcd | Self::Redis)
     }
 }
 
@@ -203,8 +249,11 @@ impl StoreProcess {
                     .arg(self.dir.path());
                 command
             }
+            Backend::Zookeeper => self.zookeeper_command()?,
+            Backend::DynamoDb => moto_command(self.port)?,
         };
         let child = command
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -218,6 +267,40 @@ impl StoreProcess {
             })?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// `java … ZooKeeperServerMain zoo.cfg` of a standalone ZooKeeper on [`Self::port`], with a
+    /// fresh configuration and data directory, as the tests run it.
+    fn zookeeper_command(&self) -> BenchResult<Command> {
+        if !Path::new(ZK_JAR).is_file() {
+            return Err(
+                format!("{ZK_JAR} is missing: install ZooKeeper with scripts/test-deps").into(),
+            );
+        }
+        let conf = self.dir.path().join(format!("conf-{}", self.port));
+        let data = self.dir.path().join(format!("data-{}", self.port));
+        std::fs::create_dir_all(&conf)?;
+        std::fs::create_dir_all(&data)?;
+        std::fs::write(
+            conf.join("zoo.cfg"),
+            format!(
+                "tickTime={ZK_TICK_MS}\n\
+                 dataDir={}\n\
+                 clientPort={}\n\
+                 clientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n\
+                 4lw.commands.whitelist=ruok,srvr\n",
+                data.display(),
+                self.port
+            ),
+        )?;
+        let mut command = Command::new("java");
+        command
+            .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp"])
+            .arg(format!("{}:{ZK_JAR}", conf.display()))
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(conf.join("zoo.cfg"));
+        Ok(command)
     }
 
     /// Polls until the store answers; `false` when it exited or did not answer in time.
@@ -237,8 +320,22 @@ impl StoreProcess {
                 }
                 Backend::Redis => std::fs::read_to_string(&self.log)
                     .is_ok_and(|log| log.contains("Ready to accept connections")),
+                Backend::Zookeeper => zookeeper_ok(self.port).await,
+                Backend::DynamoDb => {
+                    let url = format!("http://127.0.0.1:{}/moto-api/", self.port);
+                    let probe = self.http.get(&url).timeout(PROBE_TIMEOUT).send().await;
+                    matches!(probe, Ok(r) if r.status().is_success())
+                }
             };
             if ready {
+                if self.backend == Backend::DynamoDb && !self.log_text().contains(MOTO_PATCH_MARKER)
+                {
+                    return Err(format!(
+                        "moto_server started without the patch of {MOTO_PATCH}/sitecustomize.py; log:\n{}",
+                        self.log_tail(20)
+                    )
+                    .into());
+                }
                 return Ok(true);
             }
             tokio::time::sleep(READY_POLL).await;
@@ -253,18 +350,46 @@ impl StoreProcess {
         }
     }
 
-    /// The `--backend-machine` value: `127.0.0.1:<port>`.
+    /// The `--backend-machine` value: `127.0.0.1:<port>`, or moto's endpoint URL.
     pub(crate) fn machine(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match self.backend {
+            Backend::DynamoDb => format!("http://127.0.0.1:{}", self.port),
+            Backend::Etcd | Backend::Redis | Backend::Zookeeper => {
+                format!("127.0.0.1:{}", self.port)
+            }
+        }
+    }
+
+    /// The `rkron agent` flags that point a server at this store: backend, machine, keyspace
+    /// and, for moto, the credentials to sign with (DynamoDB's table is the keyspace).
+    pub(crate) fn rkron_args(&self, keyspace: &str) -> Vec<String> {
+        let mut args = vec![
+            "--backend".to_owned(),
+            self.backend.name().to_owned(),
+            "--backend-machine".to_owned(),
+            self.machine(),
+            "--keyspace".to_owned(),
+            keyspace.to_owned(),
+        ];
+        if self.backend == Backend::DynamoDb {
+            for flag in ["--backend-username", "--backend-password"] {
+                args.extend([flag.to_owned(), MOTO_CREDENTIAL.to_owned()]);
+            }
+        }
+        args
     }
 
     pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last `lines` lines of the store's log.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -296,8 +421,75 @@ impl StoreProcess {
                         .map_err(|_| "INFO commandstats timed out")??;
                 Ok(redis_counters(&text))
             }
+            Backend::Zookeeper | Backend::DynamoDb => Err(format!(
+                "the bench reads no request counters of {}",
+                self.backend.name()
+            )
+            .into()),
         }
     }
+}
+
+/// Asks ZooKeeper `ruok` once; true on `imok`. A server still starting may accept and not
+/// answer, so the probe is bounded.
+async fn zookeeper_ok(port: u16) -> bool {
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"ruok").await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        Some(answer == b"imok")
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, ask).await,
+        Ok(Some(true))
+    )
+}
+
+/// The repository's root: the working directory (scripts/bench runs the bench from there), else
+/// the tree this bench was built from. It is the directory holding [`MOTO_PATCH`].
+fn repo_root() -> BenchResult<PathBuf> {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [std::env::current_dir()?, built];
+    candidates
+        .iter()
+        .find(|dir| dir.join(MOTO_PATCH).join("sitecustomize.py").is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "cannot find {MOTO_PATCH}/sitecustomize.py in {}: run the bench from the repository's root",
+                candidates
+                    .iter()
+                    .map(|dir| dir.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+            .into()
+        })
+}
+
+/// `moto_server -H 127.0.0.1 -p <port>` from the venv of scripts/test-deps (or
+/// `$RKRON_MOTO_SERVER`), with the DynamoDB store's test patch on its PYTHONPATH.
+fn moto_command(port: u16) -> BenchResult<Command> {
+    let root = repo_root()?;
+    let binary =
+        std::env::var_os(MOTO_SERVER_ENV).map_or_else(|| root.join(MOTO_SERVER), PathBuf::from);
+    if !binary.is_file() {
+        return Err(format!(
+            "moto_server not found at {}: run scripts/test-deps (it creates the venv {}) or set {MOTO_SERVER_ENV}",
+            binary.display(),
+            root.join("target/test-deps/motovenv").display()
+        )
+        .into());
+    }
+    let mut command = Command::new(binary);
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("PYTHONPATH", root.join(MOTO_PATCH))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    Ok(command)
 }
 
 /// Named counters of a store, as read at one moment.
@@ -467,6 +659,12 @@ impl Ops {
                     detail,
                 }
             }
+            // No counters are read from these (see `Backend::has_counters`).
+            Backend::Zookeeper | Backend::DynamoDb => Self {
+                requests: delta.sum_where(|_| true),
+                detail,
+                ..Self::default()
+            },
         }
     }
 
@@ -509,6 +707,7 @@ impl Ops {
         match backend {
             Backend::Etcd => "requests (gRPC calls, all methods)",
             Backend::Redis => "script calls (EVALSHA/EVAL)",
+            Backend::Zookeeper | Backend::DynamoDb => "requests (not counted)",
         }
     }
 
@@ -517,6 +716,7 @@ impl Ops {
         match backend {
             Backend::Etcd => "keys written (MVCC put + delete) / key reads (MVCC range)",
             Backend::Redis => "write commands / read commands (inside scripts too)",
+            Backend::Zookeeper | Backend::DynamoDb => "writes / reads (not counted)",
         }
     }
 
@@ -585,6 +785,17 @@ mod tests {
         };
         assert_eq!(ops.minus_background(&background, 5.0).writes, 20.0);
         assert_eq!(ops.per(5.0).writes, 5.0);
+    }
+
+    #[test]
+    fn backends_are_parsed_by_name_and_alias() {
+        for backend in Backend::ALL {
+            assert_eq!(Backend::parse(backend.name()), Ok(backend));
+        }
+        assert_eq!(Backend::parse("ZooKeeper"), Ok(Backend::Zookeeper));
+        assert_eq!(Backend::parse(" dynamo"), Ok(Backend::DynamoDb));
+        let error = Backend::parse("consul").unwrap_err();
+        assert!(error.contains("etcd, redis, zk, dynamodb"), "{error}");
     }
 
     #[test]
