@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Group, Pid, SysconfVar, User, sysconf};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -305,16 +305,22 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn spawn_reader<R>(mut reader: R, output: OutputBuffer) -> JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
+/// Reads the output pipe to its end into `output`.
+///
+/// The read buffer lives on the stack only while a read is done (never across an `await`), so
+/// thousands of running jobs waiting for output hold no buffer each.
+fn spawn_reader(pipe: tokio::net::unix::pipe::Receiver, output: OutputBuffer) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            match reader.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
+            if pipe.readable().await.is_err() {
+                break;
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            match pipe.try_read(&mut chunk) {
+                Ok(0) => break,
                 Ok(read) => output.push(&chunk[..read]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
             }
         }
     })
