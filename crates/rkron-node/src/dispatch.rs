@@ -266,8 +266,10 @@ async fn run_once(
                     inner.active.lock().is_ok_and(|a| a.contains_key(&e.id()))
                 });
                 if let Some(e) = started.as_ref().filter(|_| still_active)
-                    && let Err(err) =
+                    && let Err(err) = {
+                        let _turn = record_turn(inner).await;
                         inner.store.put_execution(e, inner.config.execution_retention).await
+                    }
                 {
                     tracing::error!(job = %e.job_name, error = %err, "could not store a running execution");
                 }
@@ -352,6 +354,15 @@ async fn run_once(
     last
 }
 
+/// Waits for a turn to write an execution record, when this server bounds how many it writes
+/// at once ([`crate::NodeConfig::record_concurrency`]).
+async fn record_turn(inner: &Inner) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    match &inner.record_gate {
+        Some(gate) => gate.acquire().await.ok(),
+        None => None,
+    }
+}
+
 /// Stores a finished execution, then follows up: children on a successful group, ephemeral deletion.
 pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, execution: Execution) {
     // Processors see every finished attempt before it is stored, as in Dkron.
@@ -378,11 +389,13 @@ pub(crate) async fn record_finished(inner: &Arc<Inner>, job: &Arc<Job>, executio
         "dkron_job_executions_failed_total"
     };
     metrics::counter!(outcome, "job_name" => execution.job_name.clone()).increment(1);
-    let stored = match inner
+    let turn = record_turn(inner).await;
+    let stored = inner
         .store
         .finish_execution(&execution, inner.config.execution_retention)
-        .await
-    {
+        .await;
+    drop(turn);
+    let stored = match stored {
         Ok(Some(job)) => job,
         Ok(None) => {
             tracing::warn!(job = %execution.job_name, "execution finished for a deleted job");

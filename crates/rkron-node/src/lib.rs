@@ -70,7 +70,18 @@ pub struct NodeConfig {
     /// How often the leader re-reads every job from the store, to pick up changes whose notice
     /// from another server was lost; `None` when this server is the store's only writer.
     pub resync_period: Option<Duration>,
+    /// How many execution records this server may be writing to the store at once; `None`
+    /// for no bound. On a shared store the records of a burst otherwise queue inside the store
+    /// ahead of the leader's lease renewals and ledger writes, and a leader whose store is
+    /// overloaded steps down again and again instead of running late; bounded, the backlog
+    /// waits here and the lease's requests find a short queue.
+    pub record_concurrency: Option<usize>,
 }
+
+/// The [`NodeConfig::record_concurrency`] of servers on a shared store: enough requests in
+/// flight to keep a store's batching busy, few enough that a request joining the queue waits
+/// for at most this many writes.
+pub const SHARED_STORE_RECORD_CONCURRENCY: usize = 64;
 
 /// The default [`NodeConfig::lease_ttl`]: 10 s, renewed every 3.3 s. Short enough for a
 /// takeover within seconds, long enough that a store's GC pause or a slow fsync does not
@@ -95,6 +106,7 @@ impl NodeConfig {
             report_margin: Duration::from_secs(1),
             lease_ttl: DEFAULT_LEASE_TTL,
             resync_period: None,
+            record_concurrency: None,
         }
     }
 }
@@ -167,6 +179,8 @@ struct Inner {
     lease_until: Mutex<Option<tokio::time::Instant>>,
     /// Finished executions whose final report is being stored right now.
     recording: Mutex<std::collections::HashSet<String>>,
+    /// Bounds the execution records being written at once ([`NodeConfig::record_concurrency`]).
+    record_gate: Option<tokio::sync::Semaphore>,
     /// Runs sent to a node whose start is not reported yet, per job (for `forbid`).
     sent: Mutex<HashMap<String, usize>>,
     paused: std::sync::atomic::AtomicBool,
@@ -266,6 +280,9 @@ impl Node {
             .await?
             .is_some_and(|v| v == "true");
         let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
+        let record_gate = config
+            .record_concurrency
+            .map(|permits| tokio::sync::Semaphore::new(permits.max(1)));
         let inner = Arc::new(Inner {
             runner: parts.runner,
             processors: plugins.processors,
@@ -281,6 +298,7 @@ impl Node {
             scheduler_tx,
             active: Mutex::new(HashMap::new()),
             recording: Mutex::default(),
+            record_gate,
             lease_until: Mutex::new(None),
             sent: Mutex::new(HashMap::new()),
             paused: paused.into(),

@@ -206,6 +206,11 @@ fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
         // Servers sharing a store: a lost job-change notice is picked up within a minute.
         resync_period: (!matches!(config.backend, Backend::Embedded))
             .then_some(std::time::Duration::from_secs(60)),
+        // The embedded store's writer commits whatever is queued in one transaction, so a
+        // burst is best handed to it whole; a shared store is protected from queueing a burst
+        // ahead of the lease's renewals.
+        record_concurrency: (!matches!(config.backend, Backend::Embedded))
+            .then_some(rkron_node::SHARED_STORE_RECORD_CONCURRENCY),
     }
 }
 

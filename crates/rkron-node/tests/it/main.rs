@@ -233,3 +233,203 @@ async fn a_server_dispatches_only_while_it_holds_the_lease() {
         "released on shutdown"
     );
 }
+
+/// The in-memory store with slow execution records that counts how many are written at once.
+#[derive(Debug, Default)]
+struct SlowRecords {
+    inner: MemoryStore,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl SlowRecords {
+    async fn slowly<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = write.await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        answer
+    }
+}
+
+#[async_trait]
+impl rkron_store::Store for SlowRecords {
+    async fn get_job(
+        &self,
+        name: &str,
+    ) -> Result<Option<rkron_store::Versioned<Job>>, rkron_store::StoreError> {
+        self.inner.get_job(name).await
+    }
+    async fn list_jobs(&self) -> Result<Vec<Job>, rkron_store::StoreError> {
+        self.inner.list_jobs().await
+    }
+    async fn jobs_page(
+        &self,
+        start: usize,
+        end: usize,
+    ) -> Result<rkron_store::JobPage, rkron_store::StoreError> {
+        self.inner.jobs_page(start, end).await
+    }
+    async fn jobs_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, rkron_store::StoreError> {
+        self.inner.jobs_after(after, limit).await
+    }
+    async fn commit_jobs(
+        &self,
+        ops: Vec<rkron_store::JobOp>,
+    ) -> Result<(), rkron_store::StoreError> {
+        self.inner.commit_jobs(ops).await
+    }
+    async fn put_execution(
+        &self,
+        execution: &rkron_core::Execution,
+        retention: usize,
+    ) -> Result<(), rkron_store::StoreError> {
+        self.slowly(self.inner.put_execution(execution, retention))
+            .await
+    }
+    async fn finish_execution(
+        &self,
+        execution: &rkron_core::Execution,
+        retention: usize,
+    ) -> Result<Option<Job>, rkron_store::StoreError> {
+        self.slowly(self.inner.finish_execution(execution, retention))
+            .await
+    }
+    async fn list_executions(
+        &self,
+        job: &str,
+        with_output: bool,
+    ) -> Result<Vec<rkron_core::Execution>, rkron_store::StoreError> {
+        self.inner.list_executions(job, with_output).await
+    }
+    async fn get_execution(
+        &self,
+        job: &str,
+        id: &str,
+    ) -> Result<Option<rkron_core::Execution>, rkron_store::StoreError> {
+        self.inner.get_execution(job, id).await
+    }
+    async fn delete_executions(&self, job: &str) -> Result<(), rkron_store::StoreError> {
+        self.inner.delete_executions(job).await
+    }
+    async fn running_executions(
+        &self,
+    ) -> Result<Vec<rkron_core::Execution>, rkron_store::StoreError> {
+        self.inner.running_executions().await
+    }
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, rkron_store::StoreError> {
+        self.inner.get_meta(key).await
+    }
+    async fn put_meta(&self, key: &str, value: &str) -> Result<(), rkron_store::StoreError> {
+        self.inner.put_meta(key, value).await
+    }
+    async fn record_fires(
+        &self,
+        fence: u64,
+        fires: &[(String, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), rkron_store::StoreError> {
+        self.inner.record_fires(fence, fires).await
+    }
+    async fn fire_ledger(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>,
+        rkron_store::StoreError,
+    > {
+        self.inner.fire_ledger().await
+    }
+    async fn record_missed(
+        &self,
+        job: &str,
+        instants: &[chrono::DateTime<chrono::Utc>],
+        uncounted: u64,
+    ) -> Result<(), rkron_store::StoreError> {
+        self.inner.record_missed(job, instants, uncounted).await
+    }
+    async fn missed_fires(
+        &self,
+        job: &str,
+    ) -> Result<rkron_store::MissedFires, rkron_store::StoreError> {
+        self.inner.missed_fires(job).await
+    }
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<rkron_store::Lease>, rkron_store::StoreError> {
+        self.inner.acquire_lease(holder, ttl).await
+    }
+    async fn renew_lease(
+        &self,
+        lease: &rkron_store::Lease,
+        ttl: Duration,
+    ) -> Result<bool, rkron_store::StoreError> {
+        self.inner.renew_lease(lease, ttl).await
+    }
+    async fn release_lease(
+        &self,
+        lease: &rkron_store::Lease,
+    ) -> Result<(), rkron_store::StoreError> {
+        self.inner.release_lease(lease).await
+    }
+    async fn current_lease(&self) -> Result<Option<rkron_store::Lease>, rkron_store::StoreError> {
+        self.inner.current_lease().await
+    }
+}
+
+/// Runs 12 jobs at once on a node whose store takes 100 ms per execution record and answers
+/// the most records it was writing at one time.
+async fn most_records_at_once(record_concurrency: Option<usize>) -> usize {
+    let store = Arc::new(SlowRecords::default());
+    let mut config = NodeConfig::for_test("n1");
+    config.record_concurrency = record_concurrency;
+    let node = Node::start_with_runner(
+        config,
+        store.clone(),
+        Plugins::builtins("n1"),
+        Arc::new(SystemClock),
+        Some(Arc::new(Counting::default())),
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("j{i:02}")).collect();
+    for name in &names {
+        let mut j = job("0s");
+        j.name = name.clone();
+        node.upsert_job(j).await.unwrap();
+    }
+    for name in &names {
+        node.run_job(name).await.unwrap();
+    }
+    let mut recorded = 0;
+    for _ in 0..100 {
+        recorded = 0;
+        for name in &names {
+            let list = node.executions(name, false).await.unwrap();
+            recorded += list.iter().filter(|e| e.finished_at.is_some()).count();
+        }
+        if recorded == names.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recorded, names.len(), "every run is recorded, gate or not");
+    node.shutdown().await;
+    store.most.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn record_concurrency_bounds_the_execution_records_written_at_once() {
+    assert_eq!(most_records_at_once(Some(3)).await, 3);
+    let unbounded = most_records_at_once(None).await;
+    assert!(
+        unbounded > 3,
+        "without the bound the burst's records are written together: {unbounded}"
+    );
+}
