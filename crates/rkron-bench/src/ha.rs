@@ -592,7 +592,11 @@ impl HaCluster {
 
 /// Runs the whole scenario on each of `backends` in turn (every one when empty): takeovers, then
 /// the sustained fires where the store's counters are read (etcd and Redis).
-pub(crate) async fn run(context: &Context, backends: &[Backend]) -> Vec<BenchResult<Section>> {
+pub(crate) async fn run(
+    context: &Context,
+    backends: &[Backend],
+    parts: Parts,
+) -> Vec<BenchResult<Section>> {
     let target = match Target::start().await {
         Ok(target) => target,
         Err(error) => return vec![Err(format!("cannot start the http target: {error}").into())],
@@ -619,14 +623,23 @@ pub(crate) async fn run(context: &Context, backends: &[Backend]) -> Vec<BenchRes
             store.machine()
         );
         let pick = |counts: (usize, usize)| if context.quick { counts.1 } else { counts.0 };
-        for (ttl, kills) in [
-            (SHORT_TTL, pick(SHORT_TTL_KILLS)),
-            (DEFAULT_TTL, pick(DEFAULT_TTL_KILLS)),
-        ] {
+        let takeovers = if parts.takeover {
+            vec![
+                (SHORT_TTL, pick(SHORT_TTL_KILLS)),
+                (DEFAULT_TTL, pick(DEFAULT_TTL_KILLS)),
+            ]
+        } else {
+            Vec::new()
+        };
+        for (ttl, kills) in takeovers {
             sections.push(report(
                 takeover(context, &store, &target, ttl, kills).await,
                 &format!("{} takeover, {}", backend.name(), ttl.label()),
             ));
+        }
+        if !parts.sustained {
+            store.stop().await;
+            continue;
         }
         if !backend.has_counters() {
             println!(
@@ -655,6 +668,15 @@ pub(crate) async fn run(context: &Context, backends: &[Backend]) -> Vec<BenchRes
         store.stop().await;
     }
     sections
+}
+
+/// Which parts of the scenario run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts {
+    /// Takeovers after SIGKILL of the leader.
+    pub(crate) takeover: bool,
+    /// Sustained fires and store requests per fire.
+    pub(crate) sustained: bool,
 }
 
 /// Prints a failed part at once (the summary comes at the end).

@@ -86,6 +86,12 @@ enum Scenario {
         /// The stores to run on, comma-separated: etcd, redis, zk, dynamodb (default: all four).
         #[arg(long, value_delimiter = ',', value_parser = Backend::parse)]
         backends: Vec<Backend>,
+        /// Skip the takeover part (only the sustained fires, on etcd and Redis).
+        #[arg(long, conflicts_with = "no_sustained")]
+        no_takeover: bool,
+        /// Skip the sustained fires (only the takeovers).
+        #[arg(long)]
+        no_sustained: bool,
     },
 }
 
@@ -130,7 +136,17 @@ async fn run_scenario(scenario: Scenario, context: &Context) -> Vec<BenchResult<
         Scenario::FireShell => fire::run(context, fire::Kind::Shell).await,
         Scenario::Fork => fire::fork_only(context).await,
         Scenario::Cluster => cluster::run(context).await,
-        Scenario::Ha { backends } => ha::run(context, &backends).await,
+        Scenario::Ha {
+            backends,
+            no_takeover,
+            no_sustained,
+        } => {
+            let parts = ha::Parts {
+                takeover: !no_takeover,
+                sustained: !no_sustained,
+            };
+            ha::run(context, &backends, parts).await
+        }
     }
 }
 
