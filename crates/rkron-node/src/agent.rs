@@ -26,7 +26,22 @@ pub struct AgentRun {
     /// The execution to fill in: job name, group, attempt and scheduled instant are set;
     /// the agent sets `started_at`, `node_name`, `finished_at`, `success` and `output`.
     pub execution: Execution,
+    /// The lease token of the leader that dispatched this scheduled run, or 0 for a run that
+    /// is not fenced (a manual run, sent by whichever server received it). A node refuses a
+    /// run whose token is older than the newest it has seen (see [`AgentRunner::recent_runs`]).
+    pub leader_token: u64,
 }
+
+/// A scheduled run a node accepted: the job and the instant it serves.
+pub type AcceptedRun = (String, chrono::DateTime<chrono::Utc>);
+
+/// How long a node remembers the scheduled runs it accepted, for a new leader's question
+/// which fires cut off by a takeover did reach it ([`AgentRunner::recent_runs`]).
+pub const RECENT_RUNS_KEPT: Duration = Duration::from_secs(120);
+
+/// At most this many accepted runs are remembered (about 2,000 runs a second for
+/// [`RECENT_RUNS_KEPT`]); the oldest go first.
+const RECENT_RUNS_MAX: usize = 250_000;
 
 /// What a node reports about a run, in order: one `Started`, then one `Finished`.
 #[derive(Debug)]
@@ -44,6 +59,10 @@ pub enum RunError {
     Unreachable(String),
     #[error("node is shutting down")]
     ShuttingDown,
+    /// The run came from a leader older than one the node has already answered: that leader
+    /// was deposed, and its runs are refused.
+    #[error("refused: the run comes from a deposed leader (lease token {0})")]
+    Fenced(u64),
 }
 
 /// Carries runs to nodes: in-process here, over RPC in a cluster.
@@ -63,6 +82,51 @@ pub trait AgentRunner: Send + Sync + std::fmt::Debug + 'static {
     /// Tells `node` that the final report of `execution_id`, received through `run`, is stored,
     /// so the node need not offer it again. In-process runners need nothing.
     fn recorded(&self, _node: &str, _execution_id: &str) {}
+
+    /// Asks `node` which scheduled runs it accepted for instants at or after `since`, and makes
+    /// it refuse, from now on, runs of leaders older than `leader_token`. A new leader asks
+    /// every member this at takeover: a fire its predecessor wrote to the ledger but died
+    /// before handing to any node is then known to have never run. Runners that cannot ask
+    /// answer [`RunError::Unreachable`] (the default).
+    async fn recent_runs(
+        &self,
+        node: &str,
+        _leader_token: u64,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<AcceptedRun>, RunError> {
+        Err(RunError::Unreachable(node.to_owned()))
+    }
+}
+
+/// The scheduled runs a node accepted lately, and the newest leader token it has seen.
+#[derive(Debug, Default)]
+struct RecentRuns {
+    fence: u64,
+    runs: std::collections::VecDeque<(tokio::time::Instant, AcceptedRun)>,
+}
+
+impl RecentRuns {
+    /// Takes a run's token: false (refuse it) when a newer leader has been seen.
+    fn admit(&mut self, leader_token: u64) -> bool {
+        if leader_token != 0 && leader_token < self.fence {
+            return false;
+        }
+        self.fence = self.fence.max(leader_token);
+        true
+    }
+
+    fn remember(&mut self, run: AcceptedRun) {
+        let now = tokio::time::Instant::now();
+        while self
+            .runs
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RECENT_RUNS_KEPT)
+            || self.runs.len() >= RECENT_RUNS_MAX
+        {
+            self.runs.pop_front();
+        }
+        self.runs.push_back((now, run));
+    }
 }
 
 #[derive(Debug)]
@@ -82,6 +146,8 @@ pub struct LocalAgent {
     accepting: CancellationToken,
     /// Unix nanoseconds of the latest run start, for [`LocalAgent::unique_start`].
     last_start: Arc<std::sync::atomic::AtomicI64>,
+    /// Scheduled runs accepted lately and the leader fence (see [`AgentRunner::recent_runs`]).
+    recent: Arc<Mutex<RecentRuns>>,
 }
 
 impl LocalAgent {
@@ -95,6 +161,7 @@ impl LocalAgent {
             tracker: TaskTracker::new(),
             accepting: CancellationToken::new(),
             last_start: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -196,6 +263,16 @@ impl AgentRunner for LocalAgent {
         if self.accepting.is_cancelled() {
             return Err(RunError::ShuttingDown);
         }
+        // Admitted and remembered under one lock, so a new leader's question (which raises
+        // the fence) either sees this run or makes it refused: never neither.
+        if let Ok(mut recent) = self.recent.lock() {
+            if !recent.admit(run.leader_token) {
+                return Err(RunError::Fenced(run.leader_token));
+            }
+            if let Some(at) = run.execution.scheduled_at {
+                recent.remember((run.execution.job_name.clone(), at));
+            }
+        }
         let mut execution = run.execution;
         execution.node_name = self.node_name.clone();
         execution.started_at = self.unique_start();
@@ -263,6 +340,38 @@ impl AgentRunner for LocalAgent {
 
     async fn kill(&self, node: &str, execution_id: &str, reason: &str) -> bool {
         node == self.node_name && self.kill_local(execution_id, reason)
+    }
+
+    async fn recent_runs(
+        &self,
+        node: &str,
+        leader_token: u64,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<AcceptedRun>, RunError> {
+        if node != self.node_name {
+            return Err(RunError::Unreachable(node.to_owned()));
+        }
+        Ok(self.recent_since(leader_token, since))
+    }
+}
+
+impl LocalAgent {
+    /// [`AgentRunner::recent_runs`] of this node.
+    pub fn recent_since(
+        &self,
+        leader_token: u64,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<AcceptedRun> {
+        let Ok(mut recent) = self.recent.lock() else {
+            return Vec::new();
+        };
+        recent.fence = recent.fence.max(leader_token);
+        recent
+            .runs
+            .iter()
+            .filter(|(_, (_, at))| *at >= since)
+            .map(|(_, run)| run.clone())
+            .collect()
     }
 }
 

@@ -135,9 +135,16 @@ async fn send_counted(
     execution: Execution,
 ) -> Accepted {
     let (tx, rx) = mpsc::channel(4);
+    // Scheduled runs are fenced by this server's lease token; manual runs are not.
+    let leader_token = if execution.scheduled_at.is_some() {
+        inner.lease_token.load(std::sync::atomic::Ordering::SeqCst)
+    } else {
+        0
+    };
     let request = AgentRun {
         job: job.clone(),
         execution,
+        leader_token,
     };
     (inner.runner.run(node, request, tx).await, rx)
 }
@@ -237,6 +244,13 @@ async fn run_once(
     (accepted, mut rx): Accepted,
 ) -> Option<Execution> {
     let mut counted_sent = true;
+    if let Err(crate::RunError::Fenced(token)) = accepted {
+        // This server was deposed: the new leader decides about this fire; nothing is
+        // recorded here.
+        count_sent(inner, &job.name, -1);
+        tracing::warn!(job = %job.name, node, token, "a node refused a run of this deposed leader");
+        return None;
+    }
     if let Err(e) = accepted {
         count_sent(inner, &job.name, -1);
         let mut failed = execution;

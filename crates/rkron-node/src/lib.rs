@@ -35,7 +35,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use agent::{AgentRun, AgentRunner, LocalAgent, RunError, RunEvent};
+pub use agent::{
+    AcceptedRun, AgentRun, AgentRunner, LocalAgent, RECENT_RUNS_KEPT, RunError, RunEvent,
+};
 pub use dispatch::KILLED_BY_REQUEST;
 pub use error::NodeError;
 pub use jobs::{JobCounts, JobQuery, SortField};
@@ -177,6 +179,9 @@ struct Inner {
     active: Mutex<HashMap<String, ActiveRun>>,
     /// Until when this server surely holds the leadership lease (`None`: it does not lead).
     lease_until: Mutex<Option<tokio::time::Instant>>,
+    /// The lease token of the latest tenure this server held (0: never led); scheduled runs
+    /// carry it to their nodes, which refuse runs of deposed leaders.
+    lease_token: std::sync::atomic::AtomicU64,
     /// Finished executions whose final report is being stored right now.
     recording: Mutex<std::collections::HashSet<String>>,
     /// Bounds the execution records being written at once ([`NodeConfig::record_concurrency`]).
@@ -300,6 +305,7 @@ impl Node {
             recording: Mutex::default(),
             record_gate,
             lease_until: Mutex::new(None),
+            lease_token: std::sync::atomic::AtomicU64::new(0),
             sent: Mutex::new(HashMap::new()),
             paused: paused.into(),
             scheduling: false.into(),

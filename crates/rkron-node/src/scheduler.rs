@@ -39,6 +39,13 @@ const ON_TIME: Duration = Duration::from_secs(1);
 /// Meta key: every fire at or before this instant was dispatched or recorded as missed.
 pub(crate) const META_CHECKPOINT: &str = "scheduler_checkpoint";
 
+/// How far back a new leader looks for fires its predecessor wrote to the ledger but may not
+/// have handed to any node: a little less than nodes remember the runs they accepted.
+const CUT_OFF_LOOKBACK: Duration = Duration::from_secs(crate::RECENT_RUNS_KEPT.as_secs() - 20);
+
+/// How long a new leader waits for each member's list of accepted runs.
+const RECENT_RUNS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Job changes the scheduler hears about.
 #[derive(Debug)]
 pub(crate) enum Msg {
@@ -268,6 +275,11 @@ impl Scheduler {
     /// surely held, so two servers never both say they lead.
     fn publish_tenure(&self) {
         let until = self.tenure.as_ref().map(|t| t.valid_until);
+        if let Some(tenure) = &self.tenure {
+            self.inner
+                .lease_token
+                .store(tenure.lease.token, std::sync::atomic::Ordering::SeqCst);
+        }
         if let Ok(mut slot) = self.inner.lease_until.lock() {
             *slot = until;
         }
@@ -535,6 +547,7 @@ impl Scheduler {
             }
         };
         let now = self.inner.clock.now();
+        let cut_off = self.cut_off_fires(&ledger, now).await;
         let (mut ran, mut missed) = (0usize, 0u64);
         let mut ledger_entries = Vec::new();
         let mut to_fire = Vec::new();
@@ -543,7 +556,12 @@ impl Scheduler {
             .iter()
             .map(|(job, s)| (job.name.as_str(), s, job));
         for (name, schedule, job) in self.index.iter().chain(exhausted) {
-            let since = ledger.get(name).map_or(checkpoint, |&l| l.max(checkpoint));
+            let since = match ledger.get(name) {
+                // Never handed to a node: that fire is due again, as if it had been missed.
+                Some(&l) if cut_off.contains(name) => l - TimeDelta::nanoseconds(1),
+                Some(&l) => l.max(checkpoint),
+                None => checkpoint,
+            };
             let plan = plan_catch_up(schedule, since, now, job.starting_deadline(), |at| {
                 job.is_schedulable_at(at)
             });
@@ -563,7 +581,108 @@ impl Scheduler {
         for (job, at) in to_fire {
             crate::dispatch::fire(&self.inner, job, Some(at)).await;
         }
-        tracing::info!(since = %checkpoint, caught_up = ran, missed, "catch-up of fires missed while no scheduler ran");
+        tracing::info!(since = %checkpoint, caught_up = ran, missed, cut_off = cut_off.len(), "catch-up of fires missed while no scheduler ran");
+    }
+
+    /// The jobs whose latest ledger entry is a fire the previous leader recorded but never
+    /// handed to any node: it died between its ledger write and the dispatch. Every member is
+    /// asked which scheduled runs it accepted (which also makes it refuse the previous
+    /// leader's runs from now on), then the store for the fires no member names. A job that
+    /// could have run on a member that cannot be asked (failed, left, or not answering) is
+    /// left out: its fire may have run there.
+    async fn cut_off_fires(
+        &self,
+        ledger: &std::collections::BTreeMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> std::collections::HashSet<String> {
+        use std::collections::HashSet;
+        let mut cut_off = HashSet::new();
+        let Some(token) = self.tenure.as_ref().map(|t| t.lease.token) else {
+            return cut_off;
+        };
+        let lookback = TimeDelta::from_std(CUT_OFF_LOOKBACK).unwrap_or(TimeDelta::MAX);
+        let jobs: std::collections::HashMap<&str, &Arc<Job>> = self
+            .index
+            .iter()
+            .map(|(name, _, job)| (name, job))
+            .chain(
+                self.exhausted
+                    .iter()
+                    .map(|(job, _)| (job.name.as_str(), job)),
+            )
+            .collect();
+        let candidates: Vec<(&str, DateTime<Utc>, &Arc<Job>)> = ledger
+            .iter()
+            .filter(|(_, at)| **at <= now && now - **at <= lookback)
+            .filter_map(|(name, at)| {
+                jobs.get(name.as_str())
+                    .map(|job| (name.as_str(), *at, *job))
+            })
+            .collect();
+        let Some(since) = candidates.iter().map(|(_, at, _)| *at).min() else {
+            return cut_off;
+        };
+        let members = self.inner.members.borrow().clone();
+        let mut asks = tokio::task::JoinSet::new();
+        for member in members
+            .iter()
+            .filter(|m| m.status == crate::MemberStatus::Alive)
+        {
+            let (runner, node) = (self.inner.runner.clone(), member.name.clone());
+            asks.spawn(async move {
+                let answer = tokio::time::timeout(
+                    RECENT_RUNS_TIMEOUT,
+                    runner.recent_runs(&node, token, since),
+                )
+                .await;
+                (node, answer)
+            });
+        }
+        let mut accepted: HashSet<(String, DateTime<Utc>)> = HashSet::new();
+        let mut unknown: Vec<&crate::Member> = members
+            .iter()
+            .filter(|m| m.status != crate::MemberStatus::Alive)
+            .collect();
+        while let Some(joined) = asks.join_next().await {
+            let Ok((node, answer)) = joined else { continue };
+            let failed = match answer {
+                Ok(Ok(runs)) => {
+                    accepted.extend(runs);
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer in time".to_owned(),
+            };
+            tracing::warn!(node = %node, error = %failed, "could not ask a node which runs it accepted");
+            unknown.extend(members.iter().filter(|m| m.name == node));
+        }
+        let region = self.inner.config.region.as_str();
+        for (name, at, job) in candidates {
+            if accepted.contains(&(name.to_owned(), at)) {
+                continue;
+            }
+            let maybe_elsewhere = unknown.iter().any(|m| {
+                let mut candidate = m.candidate();
+                candidate.alive = true;
+                let mut rng = rand::rng();
+                !rkron_core::tags::select_targets(job.tags.as_ref(), &[candidate], region, &mut rng)
+                    .is_empty()
+            });
+            if maybe_elsewhere {
+                continue;
+            }
+            match self.inner.store.list_executions(name, false).await {
+                Ok(list) if list.iter().all(|e| e.scheduled_at != Some(at)) => {
+                    tracing::warn!(job = name, scheduled_at = %at, "the previous leader recorded this fire but never handed it to a node; it is caught up");
+                    cut_off.insert(name.to_owned());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(job = name, error = %e, "could not read executions to tell whether a fire ran");
+                }
+            }
+        }
+        cut_off
     }
 }
 

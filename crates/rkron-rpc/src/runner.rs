@@ -210,12 +210,16 @@ impl AgentRunner for GrpcRunner {
                 .expect("a job serializes to JSON: its maps have string keys"),
             execution: Some(execution_to_proto(&run.execution)),
             not_after: not_after.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            leader_token: run.leader_token,
         };
         let mut client = AgentServiceClient::new(channel);
         let response = match tokio::time::timeout(CALL_TIMEOUT, client.agent_run(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(status)) if status.code() == Code::FailedPrecondition => {
                 return Err(RunError::ShuttingDown);
+            }
+            Ok(Err(status)) if status.code() == Code::Aborted => {
+                return Err(RunError::Fenced(run.leader_token));
             }
             Ok(Err(status)) => {
                 tracing::warn!(node, %status, "node refused a run");
@@ -261,6 +265,42 @@ impl AgentRunner for GrpcRunner {
                 tracing::warn!(node, execution = execution_id, "kill timed out");
                 self.reset_connection(node);
                 false
+            }
+        }
+    }
+
+    async fn recent_runs(
+        &self,
+        node: &str,
+        leader_token: u64,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+        let channel = self.channel(node).await?;
+        let request = proto::RecentRunsRequest {
+            leader_token,
+            since: since.timestamp_nanos_opt().unwrap_or(i64::MIN),
+        };
+        let mut client = AgentServiceClient::new(channel);
+        match tokio::time::timeout(CALL_TIMEOUT, client.recent_runs(request)).await {
+            Ok(Ok(reply)) => Ok(reply
+                .into_inner()
+                .runs
+                .into_iter()
+                .map(|run| {
+                    (
+                        run.job_name,
+                        chrono::DateTime::from_timestamp_nanos(run.scheduled_at),
+                    )
+                })
+                .collect()),
+            Ok(Err(status)) => {
+                tracing::warn!(node, %status, "could not ask a node which runs it accepted");
+                self.reset_connection(node);
+                Err(RunError::Unreachable(node.to_owned()))
+            }
+            Err(_) => {
+                self.reset_connection(node);
+                Err(RunError::Unreachable(node.to_owned()))
             }
         }
     }
@@ -375,6 +415,19 @@ impl AgentRunner for ClusterRunner {
     fn recorded(&self, node: &str, execution_id: &str) {
         if node != self.local.node_name() {
             self.remote.recorded(node, execution_id);
+        }
+    }
+
+    async fn recent_runs(
+        &self,
+        node: &str,
+        leader_token: u64,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+        if node == self.local.node_name() {
+            self.local.recent_runs(node, leader_token, since).await
+        } else {
+            self.remote.recent_runs(node, leader_token, since).await
         }
     }
 }

@@ -177,6 +177,7 @@ impl AgentService for AgentServer {
         let run = AgentRun {
             job: Arc::new(job),
             execution: execution_from_proto(execution),
+            leader_token: request.leader_token,
         };
         let (run_events, run_events_receiver) = mpsc::channel(4);
         self.agent
@@ -259,6 +260,24 @@ impl AgentService for AgentServer {
         Ok(Response::new(proto::BusyReply { executions }))
     }
 
+    async fn recent_runs(
+        &self,
+        request: Request<proto::RecentRunsRequest>,
+    ) -> Result<Response<proto::RecentRunsReply>, Status> {
+        let request = request.into_inner();
+        let since = chrono::DateTime::from_timestamp_nanos(request.since);
+        let runs = self
+            .agent
+            .recent_since(request.leader_token, since)
+            .into_iter()
+            .map(|(job_name, at)| proto::AcceptedRun {
+                job_name,
+                scheduled_at: at.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            })
+            .collect();
+        Ok(Response::new(proto::RecentRunsReply { runs }))
+    }
+
     async fn ack(
         &self,
         request: Request<proto::AckRequest>,
@@ -292,6 +311,7 @@ fn status_of_run_error(error: &RunError) -> Status {
     match error {
         RunError::ShuttingDown => Status::failed_precondition(error.to_string()),
         RunError::Unreachable(node) => Status::not_found(format!("node {node} is not served here")),
+        RunError::Fenced(_) => Status::aborted(error.to_string()),
     }
 }
 

@@ -433,3 +433,131 @@ async fn record_concurrency_bounds_the_execution_records_written_at_once() {
         "without the bound the burst's records are written together: {unbounded}"
     );
 }
+
+/// Counts the scheduled instants it is asked to run, and answers `accepted` when a new leader
+/// asks which runs it accepted.
+#[derive(Debug, Default)]
+struct Remembering {
+    runs: Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>,
+    accepted: Vec<rkron_node::AcceptedRun>,
+}
+
+#[async_trait]
+impl AgentRunner for Remembering {
+    async fn run(
+        &self,
+        node: &str,
+        run: AgentRun,
+        events: mpsc::Sender<RunEvent>,
+    ) -> Result<(), RunError> {
+        self.runs.lock().unwrap().push(run.execution.scheduled_at);
+        let mut e = run.execution;
+        e.node_name = node.to_owned();
+        e.started_at = rkron_core::Clock::now(&SystemClock);
+        events
+            .send(RunEvent::Started(
+                e.clone(),
+                rkron_executor::OutputBuffer::new(),
+            ))
+            .await
+            .unwrap();
+        e.finished_at = Some(e.started_at);
+        e.success = true;
+        events.send(RunEvent::Finished(e)).await.unwrap();
+        Ok(())
+    }
+
+    async fn kill(&self, _node: &str, _execution_id: &str, _reason: &str) -> bool {
+        false
+    }
+
+    async fn recent_runs(
+        &self,
+        _node: &str,
+        _leader_token: u64,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+        Ok(self.accepted.clone())
+    }
+}
+
+/// A store where a previous leader wrote a fire of job `cut` at `at` to its ledger and its
+/// checkpoint past it, then went away (as if killed between the ledger write and the dispatch).
+async fn store_with_a_cut_off_fire(at: chrono::DateTime<chrono::Utc>) -> Arc<MemoryStore> {
+    use rkron_store::Store;
+    let store = Arc::new(MemoryStore::new());
+    let mut cut = job("0s");
+    cut.name = "cut".into();
+    cut.schedule = format!("@at {}", at.to_rfc3339());
+    store
+        .commit_jobs(vec![rkron_store::JobOp::Put {
+            job: cut,
+            expect: rkron_store::Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    let old = store
+        .acquire_lease("old", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_fires(old.token, &[("cut".to_owned(), at)])
+        .await
+        .unwrap();
+    let checkpoint = at + chrono::TimeDelta::milliseconds(500);
+    store
+        .put_meta("scheduler_checkpoint", &checkpoint.to_rfc3339())
+        .await
+        .unwrap();
+    store.release_lease(&old).await.unwrap();
+    store
+}
+
+async fn lead_after_a_cut_off_fire(accepted: bool) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+    let now = rkron_core::Clock::now(&SystemClock);
+    let at = chrono::DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap();
+    let store = store_with_a_cut_off_fire(at).await;
+    let runner = Arc::new(Remembering {
+        accepted: if accepted {
+            vec![("cut".to_owned(), at)]
+        } else {
+            Vec::new()
+        },
+        ..Remembering::default()
+    });
+    let node = Node::start_with_runner(
+        NodeConfig::for_test("n1"),
+        store.clone(),
+        Plugins::builtins("n1"),
+        Arc::new(SystemClock),
+        Some(runner.clone()),
+    )
+    .await
+    .unwrap();
+    for _ in 0..50 {
+        if node.is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.is_leader());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.shutdown().await;
+    let runs = runner.runs.lock().unwrap().clone();
+    assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
+    runs
+}
+
+#[tokio::test]
+async fn a_fire_the_previous_leader_recorded_but_never_handed_out_is_caught_up() {
+    assert_eq!(
+        lead_after_a_cut_off_fire(false).await.len(),
+        1,
+        "no node accepted it: it runs once"
+    );
+    assert!(
+        lead_after_a_cut_off_fire(true).await.is_empty(),
+        "a node accepted it: it is not run again"
+    );
+}

@@ -79,7 +79,17 @@ fn agent_run(command: &str) -> AgentRun {
             attempt: 1,
             scheduled_at: None,
         },
+        leader_token: 0,
     }
+}
+
+/// A scheduled run of job `job` for `at`, dispatched by the leader holding `leader_token`.
+fn scheduled_run(job: &str, at: chrono::DateTime<chrono::Utc>, leader_token: u64) -> AgentRun {
+    let mut run = agent_run("true");
+    run.execution.job_name = job.to_owned();
+    run.execution.scheduled_at = Some(at);
+    run.leader_token = leader_token;
+    run
 }
 
 fn runner_for(node: &str, address: SocketAddr) -> GrpcRunner {
@@ -321,4 +331,55 @@ async fn a_node_runs_a_job_on_a_remote_agent_and_records_it() {
     let job = node.get_job("j").await.unwrap();
     assert_eq!(job.success_count, 1);
     node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_leader_learns_the_accepted_runs_and_the_old_leader_is_refused_after() {
+    let agent = serve_agent("a1").await;
+    let runner = runner_for("a1", agent.address);
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let before = at - chrono::TimeDelta::seconds(1);
+    let (sender, mut events) = mpsc::channel(8);
+    runner
+        .run("a1", scheduled_run("a", at, 5), sender)
+        .await
+        .unwrap();
+    expect_started(&mut events).await;
+    expect_finished(&mut events).await;
+    let (sender, mut events) = mpsc::channel(8);
+    runner
+        .run("a1", scheduled_run("old", before, 5), sender)
+        .await
+        .unwrap();
+    expect_started(&mut events).await;
+    expect_finished(&mut events).await;
+
+    // The new leader (token 7) asks from `at` on: the run for `at` is listed, not the older one.
+    let runs = runner.recent_runs("a1", 7, at).await.unwrap();
+    assert_eq!(runs, vec![("a".to_owned(), at)]);
+
+    // From now on the deposed leader's runs are refused; the new leader's and manual ones are not.
+    let (sender, _events) = mpsc::channel(8);
+    let refused = runner
+        .run("a1", scheduled_run("b", at, 5), sender)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, RunError::Fenced(5)), "{refused:?}");
+    let (sender, mut events) = mpsc::channel(8);
+    runner
+        .run("a1", scheduled_run("b", at, 7), sender)
+        .await
+        .unwrap();
+    expect_started(&mut events).await;
+    expect_finished(&mut events).await;
+    let (sender, mut events) = mpsc::channel(8);
+    runner.run("a1", agent_run("true"), sender).await.unwrap();
+    expect_started(&mut events).await;
+    expect_finished(&mut events).await;
+    let runs = runner.recent_runs("a1", 7, at).await.unwrap();
+    assert_eq!(
+        runs,
+        vec![("a".to_owned(), at), ("b".to_owned(), at)],
+        "a refused run is not listed; manual runs are not listed"
+    );
 }
