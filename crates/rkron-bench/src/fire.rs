@@ -703,6 +703,11 @@ async fn one(
             "fork baseline with all N in flight at once (true, stdio null)",
             forks_text(unbounded),
         );
+        let unbounded_rate = baseline_rate(&[unbounded]);
+        section.info(
+            "rkron shell runs/s ÷ baseline with all N in flight at once",
+            format!("{:.2}", recorded_rate / unbounded_rate),
+        );
         for example in &unbounded.load.error_examples {
             section.note(format!("unbounded fork baseline: {example}"));
         }
