@@ -35,6 +35,16 @@ pub struct AgentRun {
 /// A scheduled run a node accepted: the job and the instant it serves.
 pub type AcceptedRun = (String, chrono::DateTime<chrono::Utc>);
 
+/// A node's answer to [`AgentRunner::recent_runs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentRuns {
+    /// The scheduled runs it accepted for instants at or after the asked `since`.
+    pub runs: Vec<AcceptedRun>,
+    /// The list is complete only for instants at or after this one: the node forgets what it
+    /// accepted before it started (a restart) and what it dropped to stay bounded.
+    pub complete_from: chrono::DateTime<chrono::Utc>,
+}
+
 /// How long a node remembers the scheduled runs it accepted, for a new leader's question
 /// which fires cut off by a takeover did reach it ([`AgentRunner::recent_runs`]).
 pub const RECENT_RUNS_KEPT: Duration = Duration::from_secs(120);
@@ -93,19 +103,29 @@ pub trait AgentRunner: Send + Sync + std::fmt::Debug + 'static {
         node: &str,
         _leader_token: u64,
         _since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<AcceptedRun>, RunError> {
+    ) -> Result<RecentRuns, RunError> {
         Err(RunError::Unreachable(node.to_owned()))
     }
 }
 
 /// The scheduled runs a node accepted lately, and the newest leader token it has seen.
-#[derive(Debug, Default)]
-struct RecentRuns {
+#[derive(Debug)]
+struct Accepted {
     fence: u64,
     runs: std::collections::VecDeque<(tokio::time::Instant, AcceptedRun)>,
+    /// See [`RecentRuns::complete_from`].
+    complete_from: chrono::DateTime<chrono::Utc>,
 }
 
-impl RecentRuns {
+impl Accepted {
+    fn new(started: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            fence: 0,
+            runs: std::collections::VecDeque::new(),
+            complete_from: started,
+        }
+    }
+
     /// Takes a run's token: false (refuse it) when a newer leader has been seen.
     fn admit(&mut self, leader_token: u64) -> bool {
         if leader_token != 0 && leader_token < self.fence {
@@ -123,7 +143,11 @@ impl RecentRuns {
             .is_some_and(|(at, _)| now.duration_since(*at) > RECENT_RUNS_KEPT)
             || self.runs.len() >= RECENT_RUNS_MAX
         {
-            self.runs.pop_front();
+            if let Some((_, (_, at))) = self.runs.pop_front() {
+                self.complete_from = self
+                    .complete_from
+                    .max(at + chrono::TimeDelta::nanoseconds(1));
+            }
         }
         self.runs.push_back((now, run));
     }
@@ -147,7 +171,7 @@ pub struct LocalAgent {
     /// Unix nanoseconds of the latest run start, for [`LocalAgent::unique_start`].
     last_start: Arc<std::sync::atomic::AtomicI64>,
     /// Scheduled runs accepted lately and the leader fence (see [`AgentRunner::recent_runs`]).
-    recent: Arc<Mutex<RecentRuns>>,
+    recent: Arc<Mutex<Accepted>>,
 }
 
 impl LocalAgent {
@@ -156,12 +180,12 @@ impl LocalAgent {
         Self {
             node_name,
             executors: Arc::new(executors),
-            clock,
             running: Arc::default(),
             tracker: TaskTracker::new(),
             accepting: CancellationToken::new(),
             last_start: Arc::default(),
-            recent: Arc::default(),
+            recent: Arc::new(Mutex::new(Accepted::new(clock.now()))),
+            clock,
         }
     }
 
@@ -347,7 +371,7 @@ impl AgentRunner for LocalAgent {
         node: &str,
         leader_token: u64,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<AcceptedRun>, RunError> {
+    ) -> Result<RecentRuns, RunError> {
         if node != self.node_name {
             return Err(RunError::Unreachable(node.to_owned()));
         }
@@ -361,17 +385,24 @@ impl LocalAgent {
         &self,
         leader_token: u64,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<AcceptedRun> {
+    ) -> RecentRuns {
         let Ok(mut recent) = self.recent.lock() else {
-            return Vec::new();
+            // A poisoned lock: claim to know nothing, so nothing is caught up on this answer.
+            return RecentRuns {
+                runs: Vec::new(),
+                complete_from: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            };
         };
         recent.fence = recent.fence.max(leader_token);
-        recent
-            .runs
-            .iter()
-            .filter(|(_, (_, at))| *at >= since)
-            .map(|(_, run)| run.clone())
-            .collect()
+        RecentRuns {
+            runs: recent
+                .runs
+                .iter()
+                .filter(|(_, (_, at))| *at >= since)
+                .map(|(_, run)| run.clone())
+                .collect(),
+            complete_from: recent.complete_from,
+        }
     }
 }
 

@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use agent::{
-    AcceptedRun, AgentRun, AgentRunner, LocalAgent, RECENT_RUNS_KEPT, RunError, RunEvent,
+    AcceptedRun, AgentRun, AgentRunner, LocalAgent, RECENT_RUNS_KEPT, RecentRuns, RunError,
+    RunEvent,
 };
 pub use dispatch::KILLED_BY_REQUEST;
 pub use error::NodeError;

@@ -639,35 +639,60 @@ impl Scheduler {
             });
         }
         let mut accepted: HashSet<(String, DateTime<Utc>)> = HashSet::new();
-        let mut unknown: Vec<&crate::Member> = members
+        // Members whose memory does not reach back to an instant: from when each one's list
+        // is complete (`MAX_UTC`: nothing known about it).
+        let mut complete_from: Vec<(&crate::Member, DateTime<Utc>)> = members
             .iter()
             .filter(|m| m.status != crate::MemberStatus::Alive)
+            .map(|m| (m, DateTime::<Utc>::MAX_UTC))
             .collect();
         while let Some(joined) = asks.join_next().await {
             let Ok((node, answer)) = joined else { continue };
             let failed = match answer {
-                Ok(Ok(runs)) => {
-                    accepted.extend(runs);
+                Ok(Ok(recent)) => {
+                    accepted.extend(recent.runs);
+                    complete_from.extend(
+                        members
+                            .iter()
+                            .filter(|m| m.name == node)
+                            .map(|m| (m, recent.complete_from)),
+                    );
                     continue;
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "no answer in time".to_owned(),
             };
             tracing::warn!(node = %node, error = %failed, "could not ask a node which runs it accepted");
-            unknown.extend(members.iter().filter(|m| m.name == node));
+            complete_from.extend(
+                members
+                    .iter()
+                    .filter(|m| m.name == node)
+                    .map(|m| (m, DateTime::<Utc>::MAX_UTC)),
+            );
         }
         let region = self.inner.config.region.as_str();
         for (name, at, job) in candidates {
             if accepted.contains(&(name.to_owned(), at)) {
                 continue;
             }
-            let maybe_elsewhere = unknown.iter().any(|m| {
-                let mut candidate = m.candidate();
-                candidate.alive = true;
-                let mut rng = rand::rng();
-                !rkron_core::tags::select_targets(job.tags.as_ref(), &[candidate], region, &mut rng)
-                    .is_empty()
-            });
+            // A member that cannot tell whether it took this fire (it cannot be asked, or it
+            // restarted since) may have run it, if the job could go there.
+            let maybe_elsewhere =
+                complete_from
+                    .iter()
+                    .filter(|(_, from)| at < *from)
+                    .any(|(m, _)| {
+                        let mut candidate = m.candidate();
+                        candidate.alive = true;
+                        let mut rng = rand::rng();
+                        !rkron_core::tags::select_targets(
+                            job.tags.as_ref(),
+                            &[candidate],
+                            region,
+                            &mut rng,
+                        )
+                        .is_empty()
+                    });
             if maybe_elsewhere {
                 continue;
             }

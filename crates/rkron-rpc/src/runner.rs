@@ -274,7 +274,7 @@ impl AgentRunner for GrpcRunner {
         node: &str,
         leader_token: u64,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+    ) -> Result<rkron_node::RecentRuns, RunError> {
         let channel = self.channel(node).await?;
         let request = proto::RecentRunsRequest {
             leader_token,
@@ -282,17 +282,22 @@ impl AgentRunner for GrpcRunner {
         };
         let mut client = AgentServiceClient::new(channel);
         match tokio::time::timeout(CALL_TIMEOUT, client.recent_runs(request)).await {
-            Ok(Ok(reply)) => Ok(reply
-                .into_inner()
-                .runs
-                .into_iter()
-                .map(|run| {
-                    (
-                        run.job_name,
-                        chrono::DateTime::from_timestamp_nanos(run.scheduled_at),
-                    )
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                Ok(rkron_node::RecentRuns {
+                    runs: reply
+                        .runs
+                        .into_iter()
+                        .map(|run| {
+                            (
+                                run.job_name,
+                                chrono::DateTime::from_timestamp_nanos(run.scheduled_at),
+                            )
+                        })
+                        .collect(),
+                    complete_from: chrono::DateTime::from_timestamp_nanos(reply.complete_from),
                 })
-                .collect()),
+            }
             Ok(Err(status)) => {
                 tracing::warn!(node, %status, "could not ask a node which runs it accepted");
                 self.reset_connection(node);
@@ -423,7 +428,7 @@ impl AgentRunner for ClusterRunner {
         node: &str,
         leader_token: u64,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+    ) -> Result<rkron_node::RecentRuns, RunError> {
         if node == self.local.node_name() {
             self.local.recent_runs(node, leader_token, since).await
         } else {

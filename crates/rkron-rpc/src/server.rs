@@ -266,16 +266,22 @@ impl AgentService for AgentServer {
     ) -> Result<Response<proto::RecentRunsReply>, Status> {
         let request = request.into_inner();
         let since = chrono::DateTime::from_timestamp_nanos(request.since);
-        let runs = self
-            .agent
-            .recent_since(request.leader_token, since)
+        let recent = self.agent.recent_since(request.leader_token, since);
+        let runs = recent
+            .runs
             .into_iter()
             .map(|(job_name, at)| proto::AcceptedRun {
                 job_name,
                 scheduled_at: at.timestamp_nanos_opt().unwrap_or(i64::MAX),
             })
             .collect();
-        Ok(Response::new(proto::RecentRunsReply { runs }))
+        Ok(Response::new(proto::RecentRunsReply {
+            runs,
+            complete_from: recent
+                .complete_from
+                .timestamp_nanos_opt()
+                .unwrap_or(i64::MAX),
+        }))
     }
 
     async fn ack(

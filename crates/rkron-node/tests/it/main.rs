@@ -439,7 +439,7 @@ async fn record_concurrency_bounds_the_execution_records_written_at_once() {
 #[derive(Debug, Default)]
 struct Remembering {
     runs: Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>,
-    accepted: Vec<rkron_node::AcceptedRun>,
+    accepted: rkron_node::RecentRuns,
 }
 
 #[async_trait]
@@ -476,7 +476,7 @@ impl AgentRunner for Remembering {
         _node: &str,
         _leader_token: u64,
         _since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<rkron_node::AcceptedRun>, RunError> {
+    ) -> Result<rkron_node::RecentRuns, RunError> {
         Ok(self.accepted.clone())
     }
 }
@@ -514,16 +514,38 @@ async fn store_with_a_cut_off_fire(at: chrono::DateTime<chrono::Utc>) -> Arc<Mem
     store
 }
 
-async fn lead_after_a_cut_off_fire(accepted: bool) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+/// What the only node says when the new leader asks which runs it accepted.
+#[derive(Debug, Clone, Copy)]
+enum NodeSays {
+    /// It took the fire.
+    Accepted,
+    /// It did not take the fire, and it has been up since well before it.
+    NotAccepted,
+    /// It did not take the fire, but it restarted since: it cannot know.
+    RestartedSince,
+}
+
+async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
     let now = rkron_core::Clock::now(&SystemClock);
     let at = chrono::DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap();
     let store = store_with_a_cut_off_fire(at).await;
-    let runner = Arc::new(Remembering {
-        accepted: if accepted {
-            vec![("cut".to_owned(), at)]
-        } else {
-            Vec::new()
+    let long_ago = at - chrono::TimeDelta::hours(1);
+    let accepted = match says {
+        NodeSays::Accepted => rkron_node::RecentRuns {
+            runs: vec![("cut".to_owned(), at)],
+            complete_from: long_ago,
         },
+        NodeSays::NotAccepted => rkron_node::RecentRuns {
+            runs: Vec::new(),
+            complete_from: long_ago,
+        },
+        NodeSays::RestartedSince => rkron_node::RecentRuns {
+            runs: Vec::new(),
+            complete_from: at + chrono::TimeDelta::seconds(1),
+        },
+    };
+    let runner = Arc::new(Remembering {
+        accepted,
         ..Remembering::default()
     });
     let node = Node::start_with_runner(
@@ -552,12 +574,20 @@ async fn lead_after_a_cut_off_fire(accepted: bool) -> Vec<Option<chrono::DateTim
 #[tokio::test]
 async fn a_fire_the_previous_leader_recorded_but_never_handed_out_is_caught_up() {
     assert_eq!(
-        lead_after_a_cut_off_fire(false).await.len(),
+        lead_after_a_cut_off_fire(NodeSays::NotAccepted).await.len(),
         1,
         "no node accepted it: it runs once"
     );
     assert!(
-        lead_after_a_cut_off_fire(true).await.is_empty(),
+        lead_after_a_cut_off_fire(NodeSays::Accepted)
+            .await
+            .is_empty(),
         "a node accepted it: it is not run again"
+    );
+    assert!(
+        lead_after_a_cut_off_fire(NodeSays::RestartedSince)
+            .await
+            .is_empty(),
+        "the node restarted since and cannot tell: it is left alone"
     );
 }

@@ -355,8 +355,12 @@ async fn a_new_leader_learns_the_accepted_runs_and_the_old_leader_is_refused_aft
     expect_finished(&mut events).await;
 
     // The new leader (token 7) asks from `at` on: the run for `at` is listed, not the older one.
-    let runs = runner.recent_runs("a1", 7, at).await.unwrap();
-    assert_eq!(runs, vec![("a".to_owned(), at)]);
+    let recent = runner.recent_runs("a1", 7, at).await.unwrap();
+    assert_eq!(recent.runs, vec![("a".to_owned(), at)]);
+    assert!(
+        recent.complete_from <= SystemClock.now(),
+        "it remembers from its start: {recent:?}"
+    );
 
     // From now on the deposed leader's runs are refused; the new leader's and manual ones are not.
     let (sender, _events) = mpsc::channel(8);
@@ -376,7 +380,7 @@ async fn a_new_leader_learns_the_accepted_runs_and_the_old_leader_is_refused_aft
     runner.run("a1", agent_run("true"), sender).await.unwrap();
     expect_started(&mut events).await;
     expect_finished(&mut events).await;
-    let runs = runner.recent_runs("a1", 7, at).await.unwrap();
+    let runs = runner.recent_runs("a1", 7, at).await.unwrap().runs;
     assert_eq!(
         runs,
         vec![("a".to_owned(), at), ("b".to_owned(), at)],
