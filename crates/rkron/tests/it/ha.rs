@@ -458,3 +458,108 @@ async fn a_follower_lists_the_clusters_running_executions() {
         second.log_text()
     );
 }
+
+/// The leader is frozen (SIGSTOP) a few milliseconds before a fire's instant, after its ledger
+/// write (25 ms before the instant) and before the dispatch at the instant, then killed. The
+/// fire must still run exactly once: the new leader asks the agent whether it took it and,
+/// since it did not, catches it up. (On a loaded machine the freeze may land before the ledger
+/// write or after the dispatch instead; the fire must run exactly once then too, by the usual
+/// catch-up or by the agent's report, and the test says which case it saw.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_cut_off_by_the_leaders_death_still_runs_once() {
+    let redis = crate::support::Redis::start().await;
+    let (mut servers, _agent) = ha_cluster("redis", &redis.machine()).await;
+    let led = wait_until(Duration::from_secs(20), || async {
+        leader_of(&servers).await.is_some()
+    })
+    .await;
+    assert!(led, "no leader elected:\n{}", servers[0].log_text());
+    let leader = leader_of(&servers).await.expect("a leader");
+    #[allow(clippy::disallowed_methods)] // compared with the servers' instants
+    let now = Utc::now();
+    let at = DateTime::from_timestamp(now.timestamp() + 4, 0).unwrap();
+    servers[leader]
+        .create_job_ok(&json!({
+            "name": "cut", "schedule": format!("@at {}", at.to_rfc3339()),
+            "executor": "shell", "executor_config": {"command": "true"},
+            "tags": {"pool": "blue:1"}
+        }))
+        .await;
+    #[allow(clippy::disallowed_methods)]
+    let until_freeze = (at - chrono::TimeDelta::milliseconds(8) - Utc::now())
+        .to_std()
+        .unwrap();
+    tokio::time::sleep(until_freeze).await;
+    let pid = servers[leader].child.as_ref().unwrap().id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    servers[leader].kill9();
+    let taken = wait_until(Duration::from_secs(30), || async {
+        leader_of(&servers).await.is_some_and(|l| l != leader)
+    })
+    .await;
+    assert!(taken, "nobody took over");
+    let new_leader = leader_of(&servers).await.unwrap();
+
+    // The agent offers a report the dead leader never confirmed again after 10 s.
+    let recorded = wait_until(Duration::from_secs(30), || async {
+        let list = servers[new_leader]
+            .http_get("/v1/jobs/cut/executions")
+            .await
+            .json();
+        list.as_array().unwrap().iter().any(|e| {
+            e["scheduled_at"].is_string()
+                && time(&e["scheduled_at"]) == at
+                && e["finished_at"].is_string()
+        })
+    })
+    .await;
+    let log = servers[new_leader].log_text();
+    assert!(
+        recorded,
+        "the fire at {at} never ran; new leader's log:\n{log}"
+    );
+    // Let a second run, if there were one, be recorded too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let list = servers[new_leader]
+        .http_get("/v1/jobs/cut/executions")
+        .await
+        .json();
+    let for_at: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["scheduled_at"].is_string() && time(&e["scheduled_at"]) == at)
+        .collect();
+    assert_eq!(
+        for_at.len(),
+        1,
+        "the fire at {at} ran {} times: {for_at:?}",
+        for_at.len()
+    );
+    assert_eq!(for_at[0]["success"], true, "{:?}", for_at[0]);
+    let missed = servers[new_leader]
+        .http_get("/v1/jobs/cut/missed")
+        .await
+        .json();
+    assert!(
+        !missed["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| time(t) == at),
+        "ran and recorded missed: {missed}"
+    );
+    let case = if log.contains("never handed it to a node") {
+        "frozen between the ledger write and the dispatch: caught up by the new leader"
+    } else if log.contains("final report received outside the run stream") {
+        "frozen after the dispatch: the agent's report was recorded by the new leader"
+    } else {
+        "frozen before the ledger write: the usual catch-up ran it"
+    };
+    println!("cut-off fire at {at}: ran once ({case})");
+}
