@@ -43,7 +43,8 @@ pub(crate) const META_CHECKPOINT: &str = "scheduler_checkpoint";
 /// have handed to any node: a little less than nodes remember the runs they accepted.
 const CUT_OFF_LOOKBACK: Duration = Duration::from_secs(crate::RECENT_RUNS_KEPT.as_secs() - 20);
 
-/// How long a new leader waits for each member's list of accepted runs.
+/// How long a new leader waits at most for each member's list of accepted runs (less with a
+/// short lease: see `cut_off_fires`).
 const RECENT_RUNS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Job changes the scheduler hears about.
@@ -623,6 +624,9 @@ impl Scheduler {
             return cut_off;
         };
         let members = self.inner.members.borrow().clone();
+        // The catch-up runs before the lease is renewed again: a member that does not answer
+        // must not keep this server past its renewal.
+        let wait = RECENT_RUNS_TIMEOUT.min(self.inner.config.lease_ttl / 4);
         let mut asks = tokio::task::JoinSet::new();
         for member in members
             .iter()
@@ -630,11 +634,8 @@ impl Scheduler {
         {
             let (runner, node) = (self.inner.runner.clone(), member.name.clone());
             asks.spawn(async move {
-                let answer = tokio::time::timeout(
-                    RECENT_RUNS_TIMEOUT,
-                    runner.recent_runs(&node, token, since),
-                )
-                .await;
+                let answer =
+                    tokio::time::timeout(wait, runner.recent_runs(&node, token, since)).await;
                 (node, answer)
             });
         }
