@@ -386,7 +386,7 @@ impl DynamoStore {
         let stored = self.stored_versions(names).await?;
         let conflict = plan::first_conflict(ops, &|name| stored.get(name).copied());
         let highest = stored.values().copied().max().unwrap_or(0);
-        Ok((conflict.map(str::to_owned), highest))
+        Ok((conflict, highest))
     }
 
     /// Reads the stored runs of `job`, keys and flags only, oldest first.
@@ -685,14 +685,14 @@ impl Store for DynamoStore {
             let stored = self.stored_runs(job).await?;
             let stored_keys: Vec<String> = stored.iter().map(|s| s.run.clone()).collect();
             let trimmed = plan::trimmed(&stored_keys, &run, retention);
-            let writes = if trimmed.contains(&run.as_str()) {
+            let writes = if trimmed.contains(&run) {
                 Vec::new()
             } else {
                 run_writes(execution, &run)?
             };
             let deletes: Vec<Key> = stored
                 .iter()
-                .filter(|stored| trimmed.contains(&stored.run.as_str()))
+                .filter(|stored| trimmed.contains(&stored.run))
                 .flat_map(|stored| stored.keys(job))
                 .collect();
             match self.write_then_delete(writes, deletes).await {
@@ -742,7 +742,7 @@ impl Store for DynamoStore {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let stored_keys: Vec<String> = runs.iter().map(|(s, _)| s.run.clone()).collect();
             let trimmed = plan::trimmed(&stored_keys, &run, retention);
-            let kept = |run: &str| !trimmed.contains(&run);
+            let kept = |run: &str| !trimmed.iter().any(|t| t == run);
             let mut group: Vec<&Execution> = runs
                 .iter()
                 .filter(|(stored, stored_execution)| {
