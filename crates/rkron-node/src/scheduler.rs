@@ -649,27 +649,21 @@ impl Scheduler {
             .collect();
         while let Some(joined) = asks.join_next().await {
             let Ok((node, answer)) = joined else { continue };
-            let failed = match answer {
+            let from = match answer {
                 Ok(Ok(recent)) => {
                     accepted.extend(recent.runs);
-                    complete_from.extend(
-                        members
-                            .iter()
-                            .filter(|m| m.name == node)
-                            .map(|m| (m, recent.complete_from)),
-                    );
-                    continue;
+                    recent.complete_from
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "no answer in time".to_owned(),
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer in time".to_owned(),
+                    };
+                    tracing::warn!(node = %node, error = %why, "could not ask a node which runs it accepted");
+                    DateTime::<Utc>::MAX_UTC
+                }
             };
-            tracing::warn!(node = %node, error = %failed, "could not ask a node which runs it accepted");
-            complete_from.extend(
-                members
-                    .iter()
-                    .filter(|m| m.name == node)
-                    .map(|m| (m, DateTime::<Utc>::MAX_UTC)),
-            );
+            complete_from.extend(members.iter().filter(|m| m.name == node).map(|m| (m, from)));
         }
         let region = self.inner.config.region.as_str();
         for (name, at, job) in candidates {

@@ -136,6 +136,8 @@ async fn a_stream_that_ends_without_a_result_fails_the_run_at_once() {
 #[derive(Debug, Default)]
 struct Counting {
     runs: Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>,
+    /// What it answers when a new leader asks which runs it accepted.
+    accepted: rkron_node::RecentRuns,
 }
 
 #[async_trait]
@@ -165,6 +167,15 @@ impl AgentRunner for Counting {
 
     async fn kill(&self, _node: &str, _execution_id: &str, _reason: &str) -> bool {
         false
+    }
+
+    async fn recent_runs(
+        &self,
+        _node: &str,
+        _leader_token: u64,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<rkron_node::RecentRuns, RunError> {
+        Ok(self.accepted.clone())
     }
 }
 
@@ -434,53 +445,6 @@ async fn record_concurrency_bounds_the_execution_records_written_at_once() {
     );
 }
 
-/// Counts the scheduled instants it is asked to run, and answers `accepted` when a new leader
-/// asks which runs it accepted.
-#[derive(Debug, Default)]
-struct Remembering {
-    runs: Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>,
-    accepted: rkron_node::RecentRuns,
-}
-
-#[async_trait]
-impl AgentRunner for Remembering {
-    async fn run(
-        &self,
-        node: &str,
-        run: AgentRun,
-        events: mpsc::Sender<RunEvent>,
-    ) -> Result<(), RunError> {
-        self.runs.lock().unwrap().push(run.execution.scheduled_at);
-        let mut e = run.execution;
-        e.node_name = node.to_owned();
-        e.started_at = rkron_core::Clock::now(&SystemClock);
-        events
-            .send(RunEvent::Started(
-                e.clone(),
-                rkron_executor::OutputBuffer::new(),
-            ))
-            .await
-            .unwrap();
-        e.finished_at = Some(e.started_at);
-        e.success = true;
-        events.send(RunEvent::Finished(e)).await.unwrap();
-        Ok(())
-    }
-
-    async fn kill(&self, _node: &str, _execution_id: &str, _reason: &str) -> bool {
-        false
-    }
-
-    async fn recent_runs(
-        &self,
-        _node: &str,
-        _leader_token: u64,
-        _since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<rkron_node::RecentRuns, RunError> {
-        Ok(self.accepted.clone())
-    }
-}
-
 /// A store where a previous leader wrote a fire of job `cut` at `at` to its ledger and its
 /// checkpoint past it, then went away (as if killed between the ledger write and the dispatch).
 async fn store_with_a_cut_off_fire(at: chrono::DateTime<chrono::Utc>) -> Arc<MemoryStore> {
@@ -544,9 +508,9 @@ async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTim
             complete_from: at + chrono::TimeDelta::seconds(1),
         },
     };
-    let runner = Arc::new(Remembering {
+    let runner = Arc::new(Counting {
         accepted,
-        ..Remembering::default()
+        ..Counting::default()
     });
     let node = Node::start_with_runner(
         NodeConfig::for_test("n1"),
