@@ -1541,3 +1541,67 @@ pub async fn delete_job_clears_exactly_its_fire_history<S: Store>(store: &S) {
         "{check}: a re-created foo has stale missed fires"
     );
 }
+
+/// Whether process `pid` holds a listening TCP socket on `port` (Linux `/proc`).
+///
+/// Test servers start on ports that were free a moment before; another test's server may take
+/// the port meanwhile, and then a readiness probe on that port is answered by the wrong server
+/// while ours is about to exit with "address already in use". A probe counts only when this
+/// answers true.
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        inodes.extend(listening_inodes(&text, port));
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .is_some_and(|inode| inodes.iter().any(|listening| listening == inode))
+        })
+    })
+}
+
+/// The inodes of the sockets listening on `port` in one `/proc/net/tcp*` table.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, hex_port) = local.rsplit_once(':')?;
+            let listening = u16::from_str_radix(hex_port, 16).ok() == Some(port)
+                && fields.get(3) == Some(&LISTEN);
+            listening.then(|| fields.get(9).map(|inode| (*inode).to_owned()))?
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::listens_on;
+
+    #[test]
+    fn a_process_owns_its_listener_and_not_a_port_it_does_not_hold() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        assert!(listens_on(std::process::id(), port), "our own listener");
+        // PID 1 (init or the container's first process) does not hold this test's port.
+        assert!(!listens_on(1, port), "another process's listener");
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port), "a closed listener");
+    }
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rkron_store::testsuite::listens_on;
 use rkron_store_dynamodb::{DynamoConfig, DynamoStore};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -187,7 +188,12 @@ impl Moto {
                 self.child = None;
                 return false;
             }
-            if self.answers().await {
+            // Counts only when our moto holds the port, not another test's server.
+            let ours = self
+                .child
+                .as_ref()
+                .is_some_and(|child| listens_on(child.id(), self.port));
+            if ours && self.answers().await {
                 assert!(
                     self.log().contains(PATCH_MARKER),
                     "moto_server started without the patch of tests/moto/sitecustomize.py; \

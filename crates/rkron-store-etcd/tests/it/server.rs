@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rkron_store::testsuite::listens_on;
 use rkron_store_etcd::{EtcdConfig, EtcdStore};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -135,12 +136,20 @@ impl Etcd {
             if let Some(response) = health
                 && let Ok(body) = response.text().await
                 && body.contains(r#""health":"true""#)
+                && self.owns_client_port()
             {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
+    }
+
+    /// Whether our etcd process holds the client port (not another test's server).
+    fn owns_client_port(&self) -> bool {
+        self.child
+            .as_ref()
+            .is_some_and(|child| listens_on(child.id(), self.client_port))
     }
 
     /// The client endpoint as `host:port`.

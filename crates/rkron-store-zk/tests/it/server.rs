@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rkron_store::testsuite::listens_on;
 use rkron_store_zk::{ZkConfig, ZkStore};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,12 +158,19 @@ impl ZooKeeper {
             {
                 return false;
             }
-            if self.ruok().await {
+            if self.ruok().await && self.owns_port() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         false
+    }
+
+    /// Whether our java process holds the client port (not another test's server).
+    fn owns_port(&self) -> bool {
+        self.child
+            .as_ref()
+            .is_some_and(|child| listens_on(child.id(), self.port))
     }
 
     /// The client address, `host:port`.

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rkron_client::Client;
+use rkron_store::testsuite::listens_on;
 
 /// A real `rkron agent --server` process.
 pub struct Server {
@@ -513,11 +514,15 @@ impl Etcd {
             .unwrap_or_else(|e| {
                 panic!("cannot start etcd ({e}): install it with scripts/test-deps")
             });
+        let pid = child.id();
         self.child = Some(child);
         let http = reqwest::Client::new();
         let url = format!("{client}/health");
+        let port = self.client_port;
+        // Counts only when our etcd holds the port: another test's server may have taken it.
         wait_until(Duration::from_secs(20), || async {
             matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+                && listens_on(pid, port)
         })
         .await
     }
@@ -673,7 +678,7 @@ impl ZooKeeper {
                 matches!(
                     tokio::time::timeout(Duration::from_secs(1), probe).await,
                     Ok(Some(true))
-                )
+                ) && listens_on(child.id(), port)
             })
             .await;
             if ready {
@@ -745,6 +750,7 @@ impl Moto {
             let url = format!("http://127.0.0.1:{port}/moto-api/");
             let ready = wait_until(Duration::from_secs(60), || async {
                 matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+                    && listens_on(child.id(), port)
             })
             .await;
             if ready {
