@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::journal::RunJournal;
+
 /// A request to run one attempt of a job on one node.
 #[derive(Debug, Clone)]
 pub struct AgentRun {
@@ -115,6 +117,8 @@ struct Accepted {
     runs: std::collections::VecDeque<(tokio::time::Instant, AcceptedRun)>,
     /// See [`RecentRuns::complete_from`].
     complete_from: chrono::DateTime<chrono::Utc>,
+    /// Where accepted runs and fences are also written, to be known after a restart.
+    journal: Option<RunJournal>,
 }
 
 impl Accepted {
@@ -123,6 +127,7 @@ impl Accepted {
             fence: 0,
             runs: std::collections::VecDeque::new(),
             complete_from: started,
+            journal: None,
         }
     }
 
@@ -133,6 +138,40 @@ impl Accepted {
         }
         self.fence = self.fence.max(leader_token);
         true
+    }
+
+    /// Remembers an admitted scheduled run, in memory and in the journal.
+    fn accept(&mut self, leader_token: u64, run: AcceptedRun) {
+        if let Some(journal) = self.journal.as_mut()
+            && let Err(error) = journal.record_run(leader_token, &run)
+        {
+            self.drop_journal(&error);
+        }
+        self.remember(run);
+    }
+
+    /// Raises the fence to a new leader's token, in memory and in the journal.
+    fn raise_fence(&mut self, leader_token: u64) {
+        if leader_token <= self.fence {
+            return;
+        }
+        self.fence = leader_token;
+        if let Some(journal) = self.journal.as_mut()
+            && let Err(error) = journal.record_fence(leader_token)
+        {
+            self.drop_journal(&error);
+        }
+    }
+
+    /// Stops journaling after a failed write, removing the files a restart must not trust.
+    fn drop_journal(&mut self, error: &std::io::Error) {
+        tracing::error!(
+            "cannot write the accepted-runs journal: {error}; this node stops journaling, so \
+             after a restart it cannot tell a new leader which runs it took before"
+        );
+        if let Some(journal) = self.journal.take() {
+            journal.discard();
+        }
     }
 
     fn remember(&mut self, run: AcceptedRun) {
@@ -187,6 +226,25 @@ impl LocalAgent {
             recent: Arc::new(Mutex::new(Accepted::new(clock.now()))),
             clock,
         }
+    }
+
+    /// Keeps the scheduled runs this node accepts, and the leader fence, in a journal under
+    /// `dir` as well (see [`crate::journal`]), and takes in what an earlier process of this
+    /// node wrote there: after a crash and restart the node can still tell a new leader which
+    /// runs it took. Fails when the journal cannot be opened or another process uses it.
+    pub fn with_journal(self, dir: &std::path::Path) -> std::io::Result<Self> {
+        let (journal, loaded) = RunJournal::open(dir, &self.node_name, self.clock.now())?;
+        if let Ok(mut recent) = self.recent.lock() {
+            if let Some(complete_from) = loaded.complete_from {
+                recent.complete_from = complete_from;
+            }
+            recent.fence = recent.fence.max(loaded.fence);
+            for run in loaded.runs {
+                recent.remember(run);
+            }
+            recent.journal = Some(journal);
+        }
+        Ok(self)
     }
 
     /// The start instant of a new run: the clock's time, moved on by a nanosecond when another
@@ -294,7 +352,7 @@ impl AgentRunner for LocalAgent {
                 return Err(RunError::Fenced(run.leader_token));
             }
             if let Some(at) = run.execution.scheduled_at {
-                recent.remember((run.execution.job_name.clone(), at));
+                recent.accept(run.leader_token, (run.execution.job_name.clone(), at));
             }
         }
         let mut execution = run.execution;
@@ -393,7 +451,7 @@ impl LocalAgent {
                 complete_from: chrono::DateTime::<chrono::Utc>::MAX_UTC,
             };
         };
-        recent.fence = recent.fence.max(leader_token);
+        recent.raise_fence(leader_token);
         RecentRuns {
             runs: recent
                 .runs
@@ -409,6 +467,82 @@ impl LocalAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scheduled run of job `job` for instant `at`, from the leader with lease `token`.
+    fn scheduled(job: &str, at: chrono::DateTime<chrono::Utc>, token: u64) -> AgentRun {
+        let job = Job {
+            name: job.to_owned(),
+            // No such executor: the run is accepted and fails at once, which is all this needs.
+            executor: "none".to_owned(),
+            ..Job::default()
+        };
+        AgentRun {
+            execution: Execution {
+                job_name: job.name.clone(),
+                started_at: at,
+                finished_at: None,
+                success: false,
+                output: String::new(),
+                node_name: String::new(),
+                group: at.timestamp_nanos_opt().expect("a representable instant"),
+                attempt: 1,
+                scheduled_at: Some(at),
+            },
+            job: Arc::new(job),
+            leader_token: token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restarted_node_remembers_its_accepted_runs_and_fence_through_its_journal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first_start = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("instant");
+        let clock = Arc::new(rkron_core::clock::ManualClock::new(first_start));
+        let agent = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone())
+            .with_journal(dir.path())
+            .expect("journal");
+        let at = first_start + chrono::TimeDelta::seconds(10);
+        let (events, mut received) = mpsc::channel(4);
+        agent
+            .run("a1", scheduled("nightly", at, 5), events)
+            .await
+            .expect("accepted");
+        while let Some(event) = received.recv().await {
+            if matches!(event, RunEvent::Finished(_)) {
+                break;
+            }
+        }
+        // A new leader (token 7) asks: the fence rises.
+        assert_eq!(agent.recent_since(7, at).runs, vec![("nightly".into(), at)]);
+        agent.drain(Duration::from_secs(1)).await;
+        drop(agent);
+
+        clock.advance(chrono::TimeDelta::seconds(60));
+        let restarted = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone())
+            .with_journal(dir.path())
+            .expect("journal after the restart");
+        let answer = restarted.recent_since(0, at);
+        assert_eq!(answer.runs, vec![("nightly".into(), at)]);
+        assert_eq!(
+            answer.complete_from, first_start,
+            "the journal reaches back to the first process's start"
+        );
+        let (events, _received) = mpsc::channel(4);
+        let refused = restarted
+            .run("a1", scheduled("nightly", at, 6), events)
+            .await;
+        assert!(
+            matches!(refused, Err(RunError::Fenced(6))),
+            "the deposed leader's run after the restart: {refused:?}"
+        );
+
+        // Without the journal, the same restart knows nothing before its own start.
+        let forgetful = LocalAgent::new("a2".into(), ExecutorRegistry::default(), clock.clone());
+        assert_eq!(
+            forgetful.recent_since(0, at).complete_from,
+            first_start + chrono::TimeDelta::seconds(60)
+        );
+    }
 
     #[test]
     fn runs_started_in_the_same_nanosecond_get_distinct_start_instants() {

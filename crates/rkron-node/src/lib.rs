@@ -17,6 +17,7 @@ mod agent;
 mod dispatch;
 mod error;
 mod jobs;
+mod journal;
 mod member;
 mod scheduler;
 mod watchdog;

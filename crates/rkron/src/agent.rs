@@ -268,6 +268,33 @@ fn server_rpc_addrs(members: &[rkron_cluster::Member], except: &str) -> Vec<Sock
         .collect()
 }
 
+/// The node's local agent, with its accepted-runs journal under `data-dir` (so a new leader
+/// can learn, after this node restarts, which scheduled runs it took before). A journal another
+/// process holds stops start-up: two processes of one node must not run side by side. One that
+/// cannot be written (a read-only directory) only costs that knowledge after a restart, so the
+/// node starts without it and says so.
+fn open_agent(
+    config: &AgentConfig,
+    executors: ExecutorRegistry,
+    clock: Arc<SystemClock>,
+) -> Result<LocalAgent, AgentError> {
+    let agent = LocalAgent::new(config.node_name.clone(), executors.clone(), clock.clone());
+    match agent.with_journal(&config.data_dir) {
+        Ok(agent) => Ok(agent),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Err(
+            AgentError::Unsupported(format!("data-dir {}: {error}", config.data_dir.display())),
+        ),
+        Err(error) => {
+            tracing::warn!(
+                data_dir = %config.data_dir.display(),
+                "cannot keep the accepted-runs journal: {error}; after a restart this node \
+                 cannot tell a new leader which runs it took before"
+            );
+            Ok(LocalAgent::new(config.node_name.clone(), executors, clock))
+        }
+    }
+}
+
 /// Runs an agent until `shutdown` resolves, then stops it in order: it announces `leaving` (no
 /// new runs come), the API stops, running executions finish within the grace period (or are
 /// killed), the store flushes, and the node leaves the cluster.
@@ -288,6 +315,10 @@ pub async fn run(
     } else {
         None
     };
+
+    let clock = Arc::new(SystemClock);
+    let executors = ExecutorRegistry::with_builtins();
+    let agent = open_agent(&config, executors.clone(), clock.clone())?;
 
     // Addresses: gossip socket and RPC listener are bound first, so port 0 works for both.
     let bind = resolve("bind-addr", &config.bind_addr)?;
@@ -478,9 +509,6 @@ pub async fn run(
         Arc::new(move || server_rpc_addrs(&membership.members(), &me))
     };
 
-    let clock = Arc::new(SystemClock);
-    let executors = ExecutorRegistry::with_builtins();
-    let agent = LocalAgent::new(config.node_name.clone(), executors.clone(), clock.clone());
     let rpc = AgentServer::new(agent.clone())
         .with_servers(server_addrs)
         .with_leave(stop.clone());

@@ -459,6 +459,23 @@ async fn a_follower_lists_the_clusters_running_executions() {
     );
 }
 
+/// Freezes `server` (SIGSTOP) `early_ms` milliseconds before `at`, then kills it (SIGKILL).
+async fn freeze_then_kill(server: &mut Server, at: DateTime<Utc>, early_ms: i64) {
+    #[allow(clippy::disallowed_methods)] // compared with the servers' instants
+    let until_freeze = (at - chrono::TimeDelta::milliseconds(early_ms) - Utc::now())
+        .to_std()
+        .unwrap();
+    tokio::time::sleep(until_freeze).await;
+    let pid = server.child.as_ref().unwrap().id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.kill9();
+}
+
 /// The leader is frozen (SIGSTOP) a few milliseconds before a fire's instant, after its ledger
 /// write (25 ms before the instant) and before the dispatch at the instant, then killed. The
 /// fire must still run exactly once: the new leader asks the agent whether it took it and,
@@ -485,19 +502,7 @@ async fn a_fire_cut_off_by_the_leaders_death_still_runs_once() {
             "tags": {"pool": "blue:1"}
         }))
         .await;
-    #[allow(clippy::disallowed_methods)]
-    let until_freeze = (at - chrono::TimeDelta::milliseconds(8) - Utc::now())
-        .to_std()
-        .unwrap();
-    tokio::time::sleep(until_freeze).await;
-    let pid = servers[leader].child.as_ref().unwrap().id();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    servers[leader].kill9();
+    freeze_then_kill(&mut servers[leader], at, 8).await;
     let taken = wait_until(Duration::from_secs(30), || async {
         leader_of(&servers).await.is_some_and(|l| l != leader)
     })
@@ -562,4 +567,68 @@ async fn a_fire_cut_off_by_the_leaders_death_still_runs_once() {
         "frozen before the ledger write: the usual catch-up ran it"
     };
     println!("cut-off fire at {at}: ran once ({case})");
+}
+
+/// As above, but the job runs on a server (`server: true:1`), so the dead leader itself may have
+/// been its target, and the killed leader is started again at once, as a service manager would:
+/// it is back before the new leader takes over. Its accepted-runs journal (under `data-dir`)
+/// lets it tell the new leader that its previous process never took the fire, so the fire is
+/// caught up; without the journal it could not say, and the fire would be left alone. The job
+/// appends a line to a file, so the test counts real runs, recorded or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_cut_off_on_a_leader_restarted_at_once_still_runs_once() {
+    let redis = crate::support::Redis::start().await;
+    let (mut servers, _agent) = ha_cluster("redis", &redis.machine()).await;
+    let led = wait_until(Duration::from_secs(20), || async {
+        leader_of(&servers).await.is_some()
+    })
+    .await;
+    assert!(led, "no leader elected:\n{}", servers[0].log_text());
+    let leader = leader_of(&servers).await.expect("a leader");
+    let other = (leader + 1) % servers.len();
+    let runs_dir = tempfile::tempdir().unwrap();
+    let runs_file = runs_dir.path().join("runs");
+    #[allow(clippy::disallowed_methods)] // compared with the servers' instants
+    let now = Utc::now();
+    let at = DateTime::from_timestamp(now.timestamp() + 4, 0).unwrap();
+    servers[leader]
+        .create_job_ok(&json!({
+            "name": "cut-server", "schedule": format!("@at {}", at.to_rfc3339()),
+            "executor": "shell",
+            "executor_config": {
+                "shell": "true",
+                "command": format!("echo ran >> {}", runs_file.display())
+            },
+            "tags": {"server": "true:1"}
+        }))
+        .await;
+    // Frozen 12 ms early: after the ledger write (25 ms before the instant), before the
+    // dispatch, unless the machine is slow to wake this test.
+    freeze_then_kill(&mut servers[leader], at, 12).await;
+    let join = servers[other].gossip_addr();
+    servers[leader].restart_with(&["--join", &join]).await;
+    let taken = wait_until(Duration::from_secs(30), || async {
+        leader_of(&servers).await.is_some()
+    })
+    .await;
+    assert!(taken, "nobody took over");
+    let new_leader = leader_of(&servers).await.unwrap();
+    let count_runs = || {
+        std::fs::read_to_string(&runs_file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let ran = wait_until(Duration::from_secs(30), || async { count_runs() > 0 }).await;
+    let log = servers[new_leader].log_text();
+    assert!(ran, "the fire at {at} never ran; new leader's log:\n{log}");
+    // Let a second run, if there were one, happen too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count_runs(), 1, "the fire at {at} ran more than once");
+    let case = if log.contains("never handed it to a node") {
+        "frozen between the ledger write and the dispatch: caught up by the new leader"
+    } else {
+        "frozen before the ledger write or after the dispatch: ran by the usual path"
+    };
+    println!("cut-off fire at {at} on a server: ran once ({case})");
 }

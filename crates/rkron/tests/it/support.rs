@@ -231,6 +231,8 @@ impl Agent {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkron"))
             .args(["agent", "--node-name", &self.name])
+            .arg("--data-dir")
+            .arg(self._tmp.path().join("data"))
             .args(["--bind-addr", "127.0.0.1:0", "--rpc-port", "0"])
             .args(["--profile", "local"])
             .args(&self.extra)
