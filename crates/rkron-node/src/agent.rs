@@ -229,7 +229,7 @@ impl LocalAgent {
     }
 
     /// Keeps the scheduled runs this node accepts, and the leader fence, in a journal under
-    /// `dir` as well (see [`crate::journal`]), and takes in what an earlier process of this
+    /// `dir` as well (module `journal`), and takes in what an earlier process of this
     /// node wrote there: after a crash and restart the node can still tell a new leader which
     /// runs it took. Fails when the journal cannot be opened or another process uses it.
     pub fn with_journal(self, dir: &std::path::Path) -> std::io::Result<Self> {
