@@ -140,14 +140,32 @@ impl Accepted {
         true
     }
 
-    /// Remembers an admitted scheduled run, in memory and in the journal.
-    fn accept(&mut self, leader_token: u64, run: AcceptedRun) {
+    /// Remembers an admitted scheduled run, in memory and queued for the journal; answers the
+    /// journal line to [`Accepted::flush`] before the run's executor starts.
+    fn accept(&mut self, leader_token: u64, run: AcceptedRun) -> Option<u64> {
+        let line = match self
+            .journal
+            .as_mut()
+            .map(|j| j.queue_run(leader_token, &run))
+        {
+            Some(Ok(line)) => Some(line),
+            Some(Err(error)) => {
+                self.drop_journal(&error);
+                None
+            }
+            None => None,
+        };
+        self.remember(run);
+        line
+    }
+
+    /// Writes the journal up to `line`.
+    fn flush(&mut self, line: u64) {
         if let Some(journal) = self.journal.as_mut()
-            && let Err(error) = journal.record_run(leader_token, &run)
+            && let Err(error) = journal.flush(line)
         {
             self.drop_journal(&error);
         }
-        self.remember(run);
     }
 
     /// Raises the fence to a new leader's token, in memory and in the journal.
@@ -347,12 +365,14 @@ impl AgentRunner for LocalAgent {
         }
         // Admitted and remembered under one lock, so a new leader's question (which raises
         // the fence) either sees this run or makes it refused: never neither.
+        let mut journal_line = None;
         if let Ok(mut recent) = self.recent.lock() {
             if !recent.admit(run.leader_token) {
                 return Err(RunError::Fenced(run.leader_token));
             }
             if let Some(at) = run.execution.scheduled_at {
-                recent.accept(run.leader_token, (run.execution.job_name.clone(), at));
+                journal_line =
+                    recent.accept(run.leader_token, (run.execution.job_name.clone(), at));
             }
         }
         let mut execution = run.execution;
@@ -376,6 +396,12 @@ impl AgentRunner for LocalAgent {
         let agent = self.clone();
         let job = run.job;
         self.tracker.spawn(async move {
+            // In the journal before the executor starts (with the other runs queued since).
+            if let Some(line) = journal_line
+                && let Ok(mut recent) = agent.recent.lock()
+            {
+                recent.flush(line);
+            }
             let _ = events
                 .send(RunEvent::Started(execution.clone(), output.clone()))
                 .await;

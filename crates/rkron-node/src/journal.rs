@@ -51,12 +51,17 @@ pub(crate) struct RunJournal {
     /// When the current file was started (by this process or an earlier one: its age counts
     /// from this process's opening at most, which only keeps files longer).
     started: tokio::time::Instant,
-    /// The latest scheduled instant written to any file so far.
+    /// The latest scheduled instant written to any file so far, and of the lines queued.
     latest: Option<DateTime<Utc>>,
+    pending_latest: Option<DateTime<Utc>>,
     /// The complete-from instant of the oldest file kept.
     complete_from: DateTime<Utc>,
     /// The complete-from instant in the current file's header.
     current_from: DateTime<Utc>,
+    /// Lines queued and not yet written, and the numbers of the last queued and written line.
+    pending: Vec<u8>,
+    queued: u64,
+    written: u64,
     boot_id: String,
     /// Held for the journal's lifetime; the lock goes with the descriptor.
     _lock: File,
@@ -238,6 +243,10 @@ impl RunJournal {
             latest,
             complete_from,
             current_from,
+            pending: Vec::new(),
+            pending_latest: None,
+            queued: 0,
+            written: 0,
             boot_id,
             _lock: lock,
         };
@@ -255,8 +264,10 @@ impl RunJournal {
         Ok(file)
     }
 
-    /// Appends an accepted run (rotating the files first when the current one is old enough).
-    pub(crate) fn record_run(&mut self, leader_token: u64, run: &AcceptedRun) -> io::Result<()> {
+    /// Queues an accepted run's line; answers its number for [`RunJournal::flush`]. Lines are
+    /// written in groups: the runs of one tick are accepted together, and one `write` for all
+    /// of them keeps the journal off the dispatch's path.
+    pub(crate) fn queue_run(&mut self, leader_token: u64, run: &AcceptedRun) -> io::Result<u64> {
         let (job, at) = run;
         if job.is_empty() || job.contains(['\n', '\r', ' ']) {
             // Job names are validated to exclude these; one that is not cannot be written.
@@ -265,18 +276,42 @@ impl RunJournal {
                 format!("job name {job:?} cannot be journaled"),
             ));
         }
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(job.len() + 48);
+        let _ = writeln!(line, "R {leader_token} {} {job}", nanos(*at));
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending_latest = Some(self.pending_latest.map_or(*at, |latest| latest.max(*at)));
+        self.queued += 1;
+        Ok(self.queued)
+    }
+
+    /// Writes the queued lines if line `upto` is not written yet (rotating the files first
+    /// when the current one is old enough). A run's line is flushed before its executor starts.
+    pub(crate) fn flush(&mut self, upto: u64) -> io::Result<()> {
+        if self.written >= upto || self.pending.is_empty() {
+            return Ok(());
+        }
         self.rotate_if_due()?;
-        let line = format!("R {leader_token} {} {job}\n", nanos(*at));
-        self.current.write_all(line.as_bytes())?;
-        self.latest = Some(self.latest.map_or(*at, |latest| latest.max(*at)));
+        self.current.write_all(&self.pending)?;
+        self.pending.clear();
+        self.written = self.queued;
+        self.latest = self.latest.max(self.pending_latest.take());
         Ok(())
     }
 
-    /// Appends a raised leader fence.
+    /// Appends an accepted run at once.
+    #[cfg(test)]
+    pub(crate) fn record_run(&mut self, leader_token: u64, run: &AcceptedRun) -> io::Result<()> {
+        let line = self.queue_run(leader_token, run)?;
+        self.flush(line)
+    }
+
+    /// Appends a raised leader fence at once (with any queued runs before it).
     pub(crate) fn record_fence(&mut self, leader_token: u64) -> io::Result<()> {
-        self.rotate_if_due()?;
-        self.current
-            .write_all(format!("F {leader_token}\n").as_bytes())
+        self.pending
+            .extend_from_slice(format!("F {leader_token}\n").as_bytes());
+        self.queued += 1;
+        self.flush(self.queued)
     }
 
     /// Starts a new current file when the current one is [`RECENT_RUNS_KEPT`] old: the current
@@ -410,6 +445,23 @@ mod tests {
         let (_journal, loaded) = RunJournal::open(dir.path(), "n1", at(9)).expect("reopen");
         assert_eq!(loaded.runs, vec![("a".into(), at(5))]);
         assert_eq!(loaded.complete_from, Some(at(0)));
+    }
+
+    #[test]
+    fn queued_runs_are_written_together_by_the_first_flush() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut journal, _) = RunJournal::open(dir.path(), "n1", at(0)).expect("open");
+        let first = journal.queue_run(1, &("a".into(), at(5))).expect("queue");
+        let second = journal.queue_run(1, &("b".into(), at(5))).expect("queue");
+        let read = |journal: &RunJournal| {
+            let text = std::fs::read_to_string(&journal.current_path).expect("read");
+            parse(&text, &boot_id()).expect("parses").runs.len()
+        };
+        assert_eq!(read(&journal), 0, "queued, not yet written");
+        journal.flush(first).expect("flush");
+        assert_eq!(read(&journal), 2, "one write for both");
+        journal.flush(second).expect("flush");
+        assert_eq!(read(&journal), 2, "already written: nothing more");
     }
 
     #[tokio::test(start_paused = true)]
