@@ -666,12 +666,13 @@ impl Scheduler {
             complete_from.extend(members.iter().filter(|m| m.name == node).map(|m| (m, from)));
         }
         let region = self.inner.config.region.as_str();
+        let mut left_alone = Vec::new();
         for (name, at, job) in candidates {
             if accepted.contains(&(name.to_owned(), at)) {
                 continue;
             }
             // A member that cannot tell whether it took this fire (it cannot be asked, or it
-            // restarted since) may have run it, if the job could go there.
+            // restarted since without its journal) may have run it, if the job could go there.
             let maybe_elsewhere =
                 complete_from
                     .iter()
@@ -689,6 +690,7 @@ impl Scheduler {
                         .is_empty()
                     });
             if maybe_elsewhere {
+                left_alone.push((name, at));
                 continue;
             }
             match self.inner.store.list_executions(name, false).await {
@@ -701,6 +703,19 @@ impl Scheduler {
                     tracing::warn!(job = name, error = %e, "could not read executions to tell whether a fire ran");
                 }
             }
+        }
+        if let Some((name, at)) = left_alone.first() {
+            // One line, not one per job (a dead node may have been the target of thousands),
+            // and no store read for them: most of these fires ran and are recorded.
+            tracing::info!(
+                fires = left_alone.len(),
+                first_job = name,
+                first_scheduled_at = %at,
+                "some fires the previous leader recorded could have gone to a node that cannot say \
+                 whether it took them (down, not answering, or restarted without its \
+                 accepted-runs journal); any of them without an execution record is left alone, \
+                 neither run again nor recorded missed"
+            );
         }
         cut_off
     }
