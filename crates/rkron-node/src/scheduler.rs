@@ -64,7 +64,33 @@ pub(crate) struct Scheduler {
     exhausted: Vec<(Arc<Job>, rkron_core::Schedule)>,
     /// The lease this server leads under, while it does.
     tenure: Option<Tenure>,
+    /// Fires the previous leader recorded that may have gone to nodes that could not say, at
+    /// takeover, whether they took them; settled when those nodes answer (see `settle`).
+    unsettled: Vec<Unsettled>,
+    /// The question to returning nodes in flight, if any, and when the last one started.
+    asking: Option<tokio::task::JoinHandle<Vec<NodeAnswer>>>,
+    last_ask: Option<tokio::time::Instant>,
 }
+
+/// A fire of the previous leader's ledger with no known outcome: no node that answered took
+/// it, and `nodes` could have taken it but could not say (down, not answering, or restarted
+/// without their journal).
+#[derive(Debug)]
+struct Unsettled {
+    job: String,
+    at: DateTime<Utc>,
+    nodes: std::collections::BTreeSet<String>,
+}
+
+/// A node's answer to `RecentRuns`, `None` when it gave none in time.
+type NodeAnswer = (String, Option<crate::RecentRuns>);
+
+/// At most this many unsettled fires are kept (the oldest go first, still unknown).
+const UNSETTLED_MAX: usize = 100_000;
+
+/// How long an unsettled fire is followed: its nodes may come back later, but then it is past
+/// any usual starting deadline and would only be recorded missed.
+const UNSETTLED_FOLLOWED: Duration = Duration::from_secs(24 * 3600);
 
 /// One tenure as leader: the lease and when it must be renewed by.
 #[derive(Debug)]
@@ -105,6 +131,9 @@ impl Scheduler {
             index: ScheduleIndex::new(),
             exhausted: Vec::new(),
             tenure: None,
+            unsettled: Vec::new(),
+            asking: None,
+            last_ask: None,
         }
     }
 
@@ -321,6 +350,9 @@ impl Scheduler {
             if last_checkpoint.is_none_or(|t| now - t >= TimeDelta::seconds(1)) {
                 self.checkpoint(now).await;
                 last_checkpoint = Some(now);
+                if !self.settle().await {
+                    return false;
+                }
             }
             let until_next = match self.index.peek_deadline() {
                 Some(deadline) => (deadline - LOOKAHEAD - self.inner.clock.now())
@@ -592,7 +624,7 @@ impl Scheduler {
     /// could have run on a member that cannot be asked (failed, left, or not answering) is
     /// left out: its fire may have run there.
     async fn cut_off_fires(
-        &self,
+        &mut self,
         ledger: &std::collections::BTreeMap<String, DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> std::collections::HashSet<String> {
@@ -673,24 +705,29 @@ impl Scheduler {
             }
             // A member that cannot tell whether it took this fire (it cannot be asked, or it
             // restarted since without its journal) may have run it, if the job could go there.
-            let maybe_elsewhere =
-                complete_from
-                    .iter()
-                    .filter(|(_, from)| at < *from)
-                    .any(|(m, _)| {
-                        let mut candidate = m.candidate();
-                        candidate.alive = true;
-                        let mut rng = rand::rng();
-                        !rkron_core::tags::select_targets(
-                            job.tags.as_ref(),
-                            &[candidate],
-                            region,
-                            &mut rng,
-                        )
-                        .is_empty()
-                    });
-            if maybe_elsewhere {
-                left_alone.push((name, at));
+            let unsure: std::collections::BTreeSet<String> = complete_from
+                .iter()
+                .filter(|(_, from)| at < *from)
+                .filter(|(m, _)| {
+                    let mut candidate = m.candidate();
+                    candidate.alive = true;
+                    let mut rng = rand::rng();
+                    !rkron_core::tags::select_targets(
+                        job.tags.as_ref(),
+                        &[candidate],
+                        region,
+                        &mut rng,
+                    )
+                    .is_empty()
+                })
+                .map(|(m, _)| m.name.clone())
+                .collect();
+            if !unsure.is_empty() {
+                left_alone.push(Unsettled {
+                    job: name.to_owned(),
+                    at,
+                    nodes: unsure,
+                });
                 continue;
             }
             match self.inner.store.list_executions(name, false).await {
@@ -704,20 +741,188 @@ impl Scheduler {
                 }
             }
         }
-        if let Some((name, at)) = left_alone.first() {
+        if let Some(first) = left_alone.first() {
             // One line, not one per job (a dead node may have been the target of thousands),
-            // and no store read for them: most of these fires ran and are recorded.
+            // and no store read for them now: most of these fires ran and are recorded.
             tracing::info!(
                 fires = left_alone.len(),
-                first_job = name,
-                first_scheduled_at = %at,
+                first_job = %first.job,
+                first_scheduled_at = %first.at,
                 "some fires the previous leader recorded could have gone to a node that cannot say \
-                 whether it took them (down, not answering, or restarted without its \
-                 accepted-runs journal); any of them without an execution record is left alone, \
+                 yet whether it took them (down, not answering, or restarted without its \
+                 accepted-runs journal); they are settled when it answers"
+            );
+        }
+        self.unsettled = left_alone;
+        if let Some(stale) = self.asking.take() {
+            stale.abort();
+        }
+        self.last_ask = None;
+        self.unsettled.truncate(UNSETTLED_MAX);
+        cut_off
+    }
+
+    /// Settles fires left unsettled at takeover, once the nodes that could not say whether
+    /// they took them can: each returning node is asked once which runs it accepted (in a task,
+    /// so the loop never waits for it). A fire a node took is done; one that no node took and
+    /// that has no execution record runs now if it is within its starting deadline and the job
+    /// has not fired since, and is recorded missed otherwise; one a node still cannot vouch for
+    /// (it restarted without its journal) stays unknown. Answers `false` when the lease was
+    /// lost on a ledger write.
+    async fn settle(&mut self) -> bool {
+        if self.unsettled.is_empty() {
+            return true;
+        }
+        let now = self.inner.clock.now();
+        let horizon = TimeDelta::from_std(UNSETTLED_FOLLOWED).unwrap_or(TimeDelta::MAX);
+        let before = self.unsettled.len();
+        self.unsettled.retain(|u| now - u.at <= horizon);
+        if self.unsettled.len() < before {
+            tracing::info!(
+                fires = before - self.unsettled.len(),
+                "fires whose nodes never said whether they took them are no longer followed"
+            );
+        }
+        if let Some(asking) = self.asking.take_if(|task| task.is_finished()) {
+            let answers = asking.await.unwrap_or_default();
+            self.apply_answers(answers);
+            if !self.run_settled(now).await {
+                return false;
+            }
+        }
+        if self.asking.is_some()
+            || self
+                .last_ask
+                .is_some_and(|t| t.elapsed() < RECENT_RUNS_TIMEOUT)
+        {
+            return true;
+        }
+        let Some(token) = self.tenure.as_ref().map(|t| t.lease.token) else {
+            return true;
+        };
+        let wanted: std::collections::BTreeSet<&String> =
+            self.unsettled.iter().flat_map(|u| u.nodes.iter()).collect();
+        let alive: Vec<String> = self
+            .inner
+            .members
+            .borrow()
+            .iter()
+            .filter(|m| m.status == crate::MemberStatus::Alive && wanted.contains(&m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        let Some(since) = self.unsettled.iter().map(|u| u.at).min() else {
+            return true;
+        };
+        if alive.is_empty() {
+            return true;
+        }
+        let runner = self.inner.runner.clone();
+        self.last_ask = Some(tokio::time::Instant::now());
+        self.asking = Some(tokio::spawn(async move {
+            let mut asks = tokio::task::JoinSet::new();
+            for node in alive {
+                let runner = runner.clone();
+                asks.spawn(async move {
+                    let answer = tokio::time::timeout(
+                        RECENT_RUNS_TIMEOUT,
+                        runner.recent_runs(&node, token, since),
+                    )
+                    .await;
+                    (node, answer.ok().and_then(Result::ok))
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(joined) = asks.join_next().await {
+                if let Ok(answer) = joined {
+                    answers.push(answer);
+                }
+            }
+            answers
+        }));
+        true
+    }
+
+    /// Takes returning nodes' answers into the unsettled fires: a fire a node took is done; a
+    /// node that can vouch it did not take one is struck from it; a fire a node that answered
+    /// still cannot vouch for is given up (it stays unknown).
+    fn apply_answers(&mut self, answers: Vec<NodeAnswer>) {
+        let mut given_up = 0usize;
+        for (node, answer) in answers {
+            let Some(recent) = answer else { continue };
+            let took: std::collections::HashSet<(&str, DateTime<Utc>)> = recent
+                .runs
+                .iter()
+                .map(|(job, at)| (job.as_str(), *at))
+                .collect();
+            self.unsettled.retain_mut(|u| {
+                if !u.nodes.contains(&node) {
+                    return true;
+                }
+                if took.contains(&(u.job.as_str(), u.at)) {
+                    return false;
+                }
+                if recent.complete_from <= u.at {
+                    u.nodes.remove(&node);
+                    return true;
+                }
+                given_up += 1;
+                false
+            });
+        }
+        if given_up > 0 {
+            tracing::info!(
+                fires = given_up,
+                "a node that came back cannot say whether it took some fires the previous leader \
+                 recorded (it restarted without its accepted-runs journal); they stay unknown, \
                  neither run again nor recorded missed"
             );
         }
-        cut_off
+    }
+
+    /// Runs (or records missed) the unsettled fires that no node can have taken.
+    async fn run_settled(&mut self, now: DateTime<Utc>) -> bool {
+        let (ready, rest): (Vec<Unsettled>, Vec<Unsettled>) = std::mem::take(&mut self.unsettled)
+            .into_iter()
+            .partition(|u| u.nodes.is_empty());
+        self.unsettled = rest;
+        for u in ready {
+            let job = match self.inner.store.get_job(&u.job).await {
+                Ok(Some(versioned)) => versioned.value,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %u.job, error = %e, "could not read a job to settle a fire; it stays unknown");
+                    continue;
+                }
+            };
+            match self.inner.store.list_executions(&u.job, false).await {
+                Ok(list) if list.iter().all(|e| e.scheduled_at != Some(u.at)) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %u.job, error = %e, "could not read executions to settle a fire; it stays unknown");
+                    continue;
+                }
+            }
+            let fired_since = job
+                .parsed_schedule()
+                .and_then(Result::ok)
+                .and_then(|schedule| schedule.next_after(u.at))
+                .is_some_and(|next| next <= now);
+            let deadline = TimeDelta::from_std(job.starting_deadline()).unwrap_or(TimeDelta::MAX);
+            if job.disabled || !job.is_schedulable_at(u.at) {
+                continue;
+            }
+            if fired_since || now - u.at > deadline {
+                tracing::warn!(job = %u.job, scheduled_at = %u.at, "a fire the previous leader recorded never ran (its node said so on its return); too late to run, recorded missed");
+                self.record_missed(&u.job, vec![u.at], 0);
+                continue;
+            }
+            if !self.record_fires(&[(u.job.clone(), u.at)]).await {
+                return false;
+            }
+            tracing::warn!(job = %u.job, scheduled_at = %u.at, "a fire the previous leader recorded never ran (its node said so on its return); it runs now");
+            crate::dispatch::fire(&self.inner, Arc::new(job), Some(u.at)).await;
+        }
+        true
     }
 }
 

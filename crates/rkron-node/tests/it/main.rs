@@ -555,3 +555,135 @@ async fn a_fire_the_previous_leader_recorded_but_never_handed_out_is_caught_up()
         "the node restarted since and cannot tell: it is left alone"
     );
 }
+
+/// A fire the previous leader recorded could only have gone to `n2`, which is down at
+/// takeover: the fire is unsettled. `n2` then comes back and answers as `says`; answers the
+/// scheduled instants the new leader ran.
+async fn settle_after_the_node_returns(
+    says: NodeSays,
+) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+    use rkron_node::{ClusterParts, LocalAgent, Member, MemberStatus, node_tags};
+    use rkron_store::Store;
+    let now = rkron_core::Clock::now(&SystemClock);
+    let at = chrono::DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap();
+    let store = store_with_a_cut_off_fire(at).await;
+    // Only n2 carries the job's tag.
+    let mut cut = store.get_job("cut").await.unwrap().unwrap();
+    cut.value.tags = Some([("pool".to_owned(), "blue".to_owned())].into());
+    store
+        .commit_jobs(vec![rkron_store::JobOp::Put {
+            job: cut.value,
+            expect: rkron_store::Expect::Version(cut.version),
+        }])
+        .await
+        .unwrap();
+    let long_ago = at - chrono::TimeDelta::hours(1);
+    let accepted = match says {
+        NodeSays::Accepted => rkron_node::RecentRuns {
+            runs: vec![("cut".to_owned(), at)],
+            complete_from: long_ago,
+        },
+        NodeSays::NotAccepted => rkron_node::RecentRuns {
+            runs: Vec::new(),
+            complete_from: long_ago,
+        },
+        NodeSays::RestartedSince => rkron_node::RecentRuns {
+            runs: Vec::new(),
+            complete_from: at + chrono::TimeDelta::seconds(1),
+        },
+    };
+    let runner = Arc::new(Counting {
+        accepted,
+        ..Counting::default()
+    });
+    let config = NodeConfig::for_test("n1");
+    let member = |name: &str, user: &[(&str, &str)], server: bool, status| Member {
+        name: name.to_owned(),
+        addr: "127.0.0.1".into(),
+        port: 8946,
+        tags: node_tags(
+            &user
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            server,
+            &config.datacenter,
+            &config.region,
+            "test",
+            "127.0.0.1",
+            6868,
+        ),
+        status,
+    };
+    let n1 = member("n1", &[], true, MemberStatus::Alive);
+    let (members_tx, members) = tokio::sync::watch::channel(vec![
+        n1.clone(),
+        member("n2", &[("pool", "blue")], false, MemberStatus::Failed),
+    ]);
+    let plugins = Plugins::builtins("n1");
+    let parts = ClusterParts {
+        agent: LocalAgent::new(
+            "n1".into(),
+            plugins.executors.clone(),
+            Arc::new(SystemClock),
+        ),
+        runner: runner.clone(),
+        members,
+        notices: None,
+    };
+    let node = Node::start_in_cluster(
+        config.clone(),
+        store.clone(),
+        plugins,
+        Arc::new(SystemClock),
+        parts,
+    )
+    .await
+    .unwrap();
+    for _ in 0..50 {
+        if node.is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.is_leader());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        runner.runs.lock().unwrap().is_empty(),
+        "nothing runs while n2, which may have taken the fire, is down"
+    );
+    members_tx
+        .send(vec![
+            n1,
+            member("n2", &[("pool", "blue")], false, MemberStatus::Alive),
+        ])
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    node.shutdown().await;
+    let runs = runner.runs.lock().unwrap().clone();
+    assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
+    runs
+}
+
+#[tokio::test]
+async fn a_cut_off_fire_is_settled_when_the_node_that_may_have_taken_it_returns() {
+    assert_eq!(
+        settle_after_the_node_returns(NodeSays::NotAccepted)
+            .await
+            .len(),
+        1,
+        "the returning node did not take it: it runs once, late"
+    );
+    assert!(
+        settle_after_the_node_returns(NodeSays::Accepted)
+            .await
+            .is_empty(),
+        "the returning node took it: it is not run again"
+    );
+    assert!(
+        settle_after_the_node_returns(NodeSays::RestartedSince)
+            .await
+            .is_empty(),
+        "the returning node cannot tell: it stays unknown"
+    );
+}

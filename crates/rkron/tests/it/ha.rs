@@ -582,6 +582,21 @@ async fn a_fire_cut_off_by_the_leaders_death_still_runs_once() {
 /// appends a line to a file, so the test counts real runs, recorded or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_cut_off_on_a_leader_restarted_at_once_still_runs_once() {
+    cut_off_on_a_server(true).await;
+}
+
+/// As above, but the killed leader comes back only after another server took over and found
+/// the fire unsettled (the dead leader could have taken it and could not be asked): the new
+/// leader asks it when it is back, learns from its journal that it never took the fire, and
+/// runs it then, within the job's starting deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_cut_off_on_a_leader_that_returns_later_runs_once_on_its_return() {
+    cut_off_on_a_server(false).await;
+}
+
+/// The two tests above: the leader is frozen between a fire's ledger write and its dispatch,
+/// killed, and restarted at once (`at_once`) or after another server leads.
+async fn cut_off_on_a_server(at_once: bool) {
     let redis = crate::support::Redis::start().await;
     // A 6 s lease: the restarted server is back in gossip well before another one takes over
     // and asks it, even on a loaded machine.
@@ -613,12 +628,18 @@ async fn a_fire_cut_off_on_a_leader_restarted_at_once_still_runs_once() {
     // dispatch, unless the machine is slow to wake this test.
     freeze_then_kill(&mut servers[leader], at, 12).await;
     let join = servers[other].gossip_addr();
-    servers[leader].restart_with(&["--join", &join]).await;
+    if at_once {
+        servers[leader].restart_with(&["--join", &join]).await;
+    }
     let taken = wait_until(Duration::from_secs(30), || async {
         leader_of(&servers).await.is_some()
     })
     .await;
     assert!(taken, "nobody took over");
+    if !at_once {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        servers[leader].restart_with(&["--join", &join]).await;
+    }
     let new_leader = leader_of(&servers).await.unwrap();
     let count_runs = || {
         std::fs::read_to_string(&runs_file)
@@ -634,8 +655,10 @@ async fn a_fire_cut_off_on_a_leader_restarted_at_once_still_runs_once() {
     assert_eq!(count_runs(), 1, "the fire at {at} ran more than once");
     let case = if log.contains("never handed it to a node") {
         "frozen between the ledger write and the dispatch: caught up by the new leader"
+    } else if log.contains("its node said so on its return") {
+        "frozen between the ledger write and the dispatch: run when the dead leader returned"
     } else {
         "frozen before the ledger write or after the dispatch: ran by the usual path"
     };
-    println!("cut-off fire at {at} on a server: ran once ({case})");
+    println!("cut-off fire at {at} on a server (restarted at once: {at_once}): ran once ({case})");
 }
