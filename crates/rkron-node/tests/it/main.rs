@@ -489,27 +489,45 @@ enum NodeSays {
     RestartedSince,
 }
 
+impl NodeSays {
+    /// The node's answer to a new leader asking about the cut-off fire of job `cut` at `at`.
+    fn answer(self, at: chrono::DateTime<chrono::Utc>) -> rkron_node::RecentRuns {
+        let long_ago = at - chrono::TimeDelta::hours(1);
+        match self {
+            NodeSays::Accepted => rkron_node::RecentRuns {
+                runs: vec![("cut".to_owned(), at)],
+                complete_from: long_ago,
+            },
+            NodeSays::NotAccepted => rkron_node::RecentRuns {
+                runs: Vec::new(),
+                complete_from: long_ago,
+            },
+            NodeSays::RestartedSince => rkron_node::RecentRuns {
+                runs: Vec::new(),
+                complete_from: at + chrono::TimeDelta::seconds(1),
+            },
+        }
+    }
+}
+
+/// Waits until `node` leads (asserting it does within 2.5 s), then lets it lead for 500 ms.
+async fn lead_for_half_a_second(node: &NodeHandle) {
+    for _ in 0..50 {
+        if node.is_leader() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.is_leader());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
     let now = rkron_core::Clock::now(&SystemClock);
     let at = chrono::DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap();
     let store = store_with_a_cut_off_fire(at).await;
-    let long_ago = at - chrono::TimeDelta::hours(1);
-    let accepted = match says {
-        NodeSays::Accepted => rkron_node::RecentRuns {
-            runs: vec![("cut".to_owned(), at)],
-            complete_from: long_ago,
-        },
-        NodeSays::NotAccepted => rkron_node::RecentRuns {
-            runs: Vec::new(),
-            complete_from: long_ago,
-        },
-        NodeSays::RestartedSince => rkron_node::RecentRuns {
-            runs: Vec::new(),
-            complete_from: at + chrono::TimeDelta::seconds(1),
-        },
-    };
     let runner = Arc::new(Counting {
-        accepted,
+        accepted: says.answer(at),
         ..Counting::default()
     });
     let node = Node::start_with_runner(
@@ -521,14 +539,7 @@ async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTim
     )
     .await
     .unwrap();
-    for _ in 0..50 {
-        if node.is_leader() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(node.is_leader());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    lead_for_half_a_second(&node).await;
     node.shutdown().await;
     let runs = runner.runs.lock().unwrap().clone();
     assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
@@ -577,23 +588,8 @@ async fn settle_after_the_node_returns(
         }])
         .await
         .unwrap();
-    let long_ago = at - chrono::TimeDelta::hours(1);
-    let accepted = match says {
-        NodeSays::Accepted => rkron_node::RecentRuns {
-            runs: vec![("cut".to_owned(), at)],
-            complete_from: long_ago,
-        },
-        NodeSays::NotAccepted => rkron_node::RecentRuns {
-            runs: Vec::new(),
-            complete_from: long_ago,
-        },
-        NodeSays::RestartedSince => rkron_node::RecentRuns {
-            runs: Vec::new(),
-            complete_from: at + chrono::TimeDelta::seconds(1),
-        },
-    };
     let runner = Arc::new(Counting {
-        accepted,
+        accepted: says.answer(at),
         ..Counting::default()
     });
     let config = NodeConfig::for_test("n1");
@@ -640,14 +636,7 @@ async fn settle_after_the_node_returns(
     )
     .await
     .unwrap();
-    for _ in 0..50 {
-        if node.is_leader() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(node.is_leader());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    lead_for_half_a_second(&node).await;
     assert!(
         runner.runs.lock().unwrap().is_empty(),
         "nothing runs while n2, which may have taken the fire, is down"
