@@ -249,8 +249,9 @@ impl LocalAgent {
     /// Keeps the scheduled runs this node accepts, and the leader fence, in a journal under
     /// `dir` as well (module `journal`), and takes in what an earlier process of this
     /// node wrote there: after a crash and restart the node can still tell a new leader which
-    /// runs it took. Fails when the journal cannot be opened or another process uses it.
-    pub fn with_journal(self, dir: &std::path::Path) -> std::io::Result<Self> {
+    /// runs it took. Fails when the journal cannot be opened or another process uses it; the
+    /// agent then works on without one.
+    pub fn open_journal(&self, dir: &std::path::Path) -> std::io::Result<()> {
         let (journal, loaded) = RunJournal::open(dir, &self.node_name, self.clock.now())?;
         if let Ok(mut recent) = self.recent.lock() {
             if let Some(complete_from) = loaded.complete_from {
@@ -262,7 +263,7 @@ impl LocalAgent {
             }
             recent.journal = Some(journal);
         }
-        Ok(self)
+        Ok(())
     }
 
     /// The start instant of a new run: the clock's time, moved on by a nanosecond when another
@@ -524,9 +525,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let first_start = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("instant");
         let clock = Arc::new(rkron_core::clock::ManualClock::new(first_start));
-        let agent = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone())
-            .with_journal(dir.path())
-            .expect("journal");
+        let agent = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone());
+        agent.open_journal(dir.path()).expect("journal");
         let at = first_start + chrono::TimeDelta::seconds(10);
         let (events, mut received) = mpsc::channel(4);
         agent
@@ -544,8 +544,9 @@ mod tests {
         drop(agent);
 
         clock.advance(chrono::TimeDelta::seconds(60));
-        let restarted = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone())
-            .with_journal(dir.path())
+        let restarted = LocalAgent::new("a1".into(), ExecutorRegistry::default(), clock.clone());
+        restarted
+            .open_journal(dir.path())
             .expect("journal after the restart");
         let answer = restarted.recent_since(0, at);
         assert_eq!(answer.runs, vec![("nightly".into(), at)]);

@@ -82,10 +82,41 @@ struct Unsettled {
     nodes: std::collections::BTreeSet<String>,
 }
 
-/// A node's answer to `RecentRuns`, `None` when it gave none in time.
-type NodeAnswer = (String, Option<crate::RecentRuns>);
+/// A node's answer to `RecentRuns`, or why there is none.
+type NodeAnswer = (String, Result<crate::RecentRuns, String>);
 
-/// At most this many unsettled fires are kept (the oldest go first, still unknown).
+/// Asks each of `nodes` at once which scheduled runs it accepted since `since` (raising its
+/// fence to `token`), waiting at most `wait` for each.
+async fn ask_recent_runs(
+    runner: Arc<dyn crate::AgentRunner>,
+    nodes: impl Iterator<Item = String>,
+    token: u64,
+    since: DateTime<Utc>,
+    wait: Duration,
+) -> Vec<NodeAnswer> {
+    let mut asks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let runner = runner.clone();
+        asks.spawn(async move {
+            let answer =
+                match tokio::time::timeout(wait, runner.recent_runs(&node, token, since)).await {
+                    Ok(Ok(recent)) => Ok(recent),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_owned()),
+                };
+            (node, answer)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = asks.join_next().await {
+        if let Ok(answer) = joined {
+            answers.push(answer);
+        }
+    }
+    answers
+}
+
+/// At most this many unsettled fires are kept (the rest are not followed: they stay unknown).
 const UNSETTLED_MAX: usize = 100_000;
 
 /// How long an unsettled fire is followed: its nodes may come back later, but then it is past
@@ -659,18 +690,11 @@ impl Scheduler {
         // The catch-up runs before the lease is renewed again: a member that does not answer
         // must not keep this server past its renewal.
         let wait = RECENT_RUNS_TIMEOUT.min(self.inner.config.lease_ttl / 4);
-        let mut asks = tokio::task::JoinSet::new();
-        for member in members
+        let alive = members
             .iter()
             .filter(|m| m.status == crate::MemberStatus::Alive)
-        {
-            let (runner, node) = (self.inner.runner.clone(), member.name.clone());
-            asks.spawn(async move {
-                let answer =
-                    tokio::time::timeout(wait, runner.recent_runs(&node, token, since)).await;
-                (node, answer)
-            });
-        }
+            .map(|m| m.name.clone());
+        let answers = ask_recent_runs(self.inner.runner.clone(), alive, token, since, wait).await;
         let mut accepted: HashSet<(String, DateTime<Utc>)> = HashSet::new();
         // Members whose memory does not reach back to an instant: from when each one's list
         // is complete (`MAX_UTC`: nothing known about it).
@@ -679,18 +703,13 @@ impl Scheduler {
             .filter(|m| m.status != crate::MemberStatus::Alive)
             .map(|m| (m, DateTime::<Utc>::MAX_UTC))
             .collect();
-        while let Some(joined) = asks.join_next().await {
-            let Ok((node, answer)) = joined else { continue };
+        for (node, answer) in answers {
             let from = match answer {
-                Ok(Ok(recent)) => {
+                Ok(recent) => {
                     accepted.extend(recent.runs);
                     recent.complete_from
                 }
-                failed => {
-                    let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "no answer in time".to_owned(),
-                    };
+                Err(why) => {
                     tracing::warn!(node = %node, error = %why, "could not ask a node which runs it accepted");
                     DateTime::<Utc>::MAX_UTC
                 }
@@ -730,12 +749,12 @@ impl Scheduler {
                 });
                 continue;
             }
-            match self.inner.store.list_executions(name, false).await {
-                Ok(list) if list.iter().all(|e| e.scheduled_at != Some(at)) => {
+            match self.ran(name, at).await {
+                Ok(false) => {
                     tracing::warn!(job = name, scheduled_at = %at, "the previous leader recorded this fire but never handed it to a node; it is caught up");
                     cut_off.insert(name.to_owned());
                 }
-                Ok(_) => {}
+                Ok(true) => {}
                 Err(e) => {
                     tracing::warn!(job = name, error = %e, "could not read executions to tell whether a fire ran");
                 }
@@ -818,27 +837,13 @@ impl Scheduler {
         }
         let runner = self.inner.runner.clone();
         self.last_ask = Some(tokio::time::Instant::now());
-        self.asking = Some(tokio::spawn(async move {
-            let mut asks = tokio::task::JoinSet::new();
-            for node in alive {
-                let runner = runner.clone();
-                asks.spawn(async move {
-                    let answer = tokio::time::timeout(
-                        RECENT_RUNS_TIMEOUT,
-                        runner.recent_runs(&node, token, since),
-                    )
-                    .await;
-                    (node, answer.ok().and_then(Result::ok))
-                });
-            }
-            let mut answers = Vec::new();
-            while let Some(joined) = asks.join_next().await {
-                if let Ok(answer) = joined {
-                    answers.push(answer);
-                }
-            }
-            answers
-        }));
+        self.asking = Some(tokio::spawn(ask_recent_runs(
+            runner,
+            alive.into_iter(),
+            token,
+            since,
+            RECENT_RUNS_TIMEOUT,
+        )));
         true
     }
 
@@ -848,7 +853,7 @@ impl Scheduler {
     fn apply_answers(&mut self, answers: Vec<NodeAnswer>) {
         let mut given_up = 0usize;
         for (node, answer) in answers {
-            let Some(recent) = answer else { continue };
+            let Ok(recent) = answer else { continue };
             let took: std::collections::HashSet<(&str, DateTime<Utc>)> = recent
                 .runs
                 .iter()
@@ -879,6 +884,12 @@ impl Scheduler {
         }
     }
 
+    /// Whether an execution of `job`'s fire at `at` is stored.
+    async fn ran(&self, job: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let list = self.inner.store.list_executions(job, false).await?;
+        Ok(list.iter().any(|e| e.scheduled_at == Some(at)))
+    }
+
     /// Runs (or records missed) the unsettled fires that no node can have taken.
     async fn run_settled(&mut self, now: DateTime<Utc>) -> bool {
         let (ready, rest): (Vec<Unsettled>, Vec<Unsettled>) = std::mem::take(&mut self.unsettled)
@@ -894,9 +905,12 @@ impl Scheduler {
                     continue;
                 }
             };
-            match self.inner.store.list_executions(&u.job, false).await {
-                Ok(list) if list.iter().all(|e| e.scheduled_at != Some(u.at)) => {}
-                Ok(_) => continue,
+            if job.disabled || !job.is_schedulable_at(u.at) {
+                continue;
+            }
+            match self.ran(&u.job, u.at).await {
+                Ok(false) => {}
+                Ok(true) => continue,
                 Err(e) => {
                     tracing::warn!(job = %u.job, error = %e, "could not read executions to settle a fire; it stays unknown");
                     continue;
@@ -908,9 +922,6 @@ impl Scheduler {
                 .and_then(|schedule| schedule.next_after(u.at))
                 .is_some_and(|next| next <= now);
             let deadline = TimeDelta::from_std(job.starting_deadline()).unwrap_or(TimeDelta::MAX);
-            if job.disabled || !job.is_schedulable_at(u.at) {
-                continue;
-            }
             if fired_since || now - u.at > deadline {
                 tracing::warn!(job = %u.job, scheduled_at = %u.at, "a fire the previous leader recorded never ran (its node said so on its return); too late to run, recorded missed");
                 self.record_missed(&u.job, vec![u.at], 0);

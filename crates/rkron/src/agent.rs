@@ -278,21 +278,22 @@ fn open_agent(
     executors: ExecutorRegistry,
     clock: Arc<SystemClock>,
 ) -> Result<LocalAgent, AgentError> {
-    let agent = LocalAgent::new(config.node_name.clone(), executors.clone(), clock.clone());
-    match agent.with_journal(&config.data_dir) {
-        Ok(agent) => Ok(agent),
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Err(
-            AgentError::Unsupported(format!("data-dir {}: {error}", config.data_dir.display())),
-        ),
-        Err(error) => {
-            tracing::warn!(
-                data_dir = %config.data_dir.display(),
-                "cannot keep the accepted-runs journal: {error}; after a restart this node \
-                 cannot tell a new leader which runs it took before"
-            );
-            Ok(LocalAgent::new(config.node_name.clone(), executors, clock))
+    let agent = LocalAgent::new(config.node_name.clone(), executors, clock);
+    match agent.open_journal(&config.data_dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(AgentError::Unsupported(format!(
+                "data-dir {}: {error}",
+                config.data_dir.display()
+            )));
         }
+        Err(error) => tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "cannot keep the accepted-runs journal: {error}; after a restart this node \
+             cannot tell a new leader which runs it took before"
+        ),
     }
+    Ok(agent)
 }
 
 /// Runs an agent until `shutdown` resolves, then stops it in order: it announces `leaving` (no

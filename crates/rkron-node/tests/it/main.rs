@@ -522,6 +522,18 @@ async fn lead_for_half_a_second(node: &NodeHandle) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
+/// Shuts `node` down and answers the instants `runner` was asked to run, each of them `at`.
+async fn shut_down_and_take_runs(
+    node: NodeHandle,
+    runner: &Counting,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
+    node.shutdown().await;
+    let runs = runner.runs.lock().unwrap().clone();
+    assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
+    runs
+}
+
 async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTime<chrono::Utc>>> {
     let now = rkron_core::Clock::now(&SystemClock);
     let at = chrono::DateTime::from_timestamp(now.timestamp() - 2, 0).unwrap();
@@ -540,10 +552,7 @@ async fn lead_after_a_cut_off_fire(says: NodeSays) -> Vec<Option<chrono::DateTim
     .await
     .unwrap();
     lead_for_half_a_second(&node).await;
-    node.shutdown().await;
-    let runs = runner.runs.lock().unwrap().clone();
-    assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
-    runs
+    shut_down_and_take_runs(node, &runner, at).await
 }
 
 #[tokio::test]
@@ -648,10 +657,7 @@ async fn settle_after_the_node_returns(
         ])
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3_000)).await;
-    node.shutdown().await;
-    let runs = runner.runs.lock().unwrap().clone();
-    assert!(runs.iter().all(|r| *r == Some(at)), "{runs:?}");
-    runs
+    shut_down_and_take_runs(node, &runner, at).await
 }
 
 #[tokio::test]
