@@ -143,6 +143,9 @@ fn say(text: &str) {
 }
 
 fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
+    // First, while the process holds only its standard streams: the spawner thread keeps a copy
+    // of every descriptor open when it starts (see `rkron_executor::shell::start_spawner`).
+    let spawner = rkron_executor::shell::start_spawner();
     // Lossy: one non-UTF-8 variable must not stop start-up.
     let env: BTreeMap<String, String> = std::env::vars_os()
         .map(|(k, v)| {
@@ -168,6 +171,12 @@ fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
     }
     for warning in &config.warnings {
         tracing::warn!("{warning}");
+    }
+    if let Err(error) = spawner {
+        tracing::info!(
+            %error,
+            "shell jobs are spawned from the runtime's threads (no spawner thread)"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

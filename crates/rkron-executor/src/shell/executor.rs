@@ -3,19 +3,23 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
-use std::os::unix::process::ExitStatusExt as _;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Group, Pid, SysconfVar, User, sysconf};
-use tokio::io::AsyncWriteExt as _;
+use std::os::fd::OwnedFd;
+use std::process::Command;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::config::ShellConfig;
+use super::spawner::{self, SpawnFailure};
 use crate::{ExecuteOutcome, ExecuteRequest, Executor, OutputBuffer};
 
 /// How often the resident memory of the process tree is sampled when `mem_limit` is set.
@@ -39,6 +43,8 @@ const READ_CHUNK: usize = 8 * 1024;
 pub struct ShellExecutor {
     /// The environment processes start from instead of the agent's own, when set.
     base_env: Option<BTreeMap<String, String>>,
+    /// Spawn from the runtime's threads even when the spawner thread was started.
+    in_process: bool,
 }
 
 impl ShellExecutor {
@@ -52,7 +58,17 @@ impl ShellExecutor {
     pub fn with_base_env(base_env: BTreeMap<String, String>) -> Self {
         Self {
             base_env: Some(base_env),
+            in_process: false,
         }
+    }
+
+    /// Returns this executor spawning from the runtime's threads even when the spawner thread
+    /// ([`super::start_spawner`]) runs: the way every process was spawned before it existed,
+    /// and the way they still are where it cannot start.
+    #[must_use]
+    pub fn spawning_in_process(mut self) -> Self {
+        self.in_process = true;
+        self
     }
 
     async fn run(
@@ -66,27 +82,10 @@ impl ShellExecutor {
         let (program, args) = argv
             .split_first()
             .expect("argv() never returns an empty list");
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .process_group(0)
-            .stdin(if config.payload.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        // stdout and stderr share one pipe, as they share one buffer: one reader per run, one
-        // descriptor fewer per running child (every spawn copies the server's descriptor table,
-        // so descriptors held by thousands of running jobs make each spawn slower), and the
-        // interleaving of the two streams is kept exactly.
-        let (pipe_reader, pipe_writer) = std::io::pipe()
-            .map_err(|error| format!("shell: cannot create the output pipe: {error}"))?;
-        let stderr_writer = pipe_writer
-            .try_clone()
-            .map_err(|error| format!("shell: cannot create the output pipe: {error}"))?;
-        command
-            .stdout(Stdio::from(pipe_writer))
-            .stderr(Stdio::from(stderr_writer));
+        // The command carries no descriptor: it may be spawned by the spawner thread, whose
+        // descriptor numbers mean other files (see `spawner`).
+        let mut command = std::process::Command::new(program);
+        command.args(args).process_group(0);
         if let Some(base_env) = &self.base_env {
             command.env_clear().envs(base_env);
         }
@@ -109,14 +108,15 @@ impl ShellExecutor {
             command.uid(uid).gid(gid);
         }
 
-        let spawned = command.spawn();
-        // The command holds the pipe's write ends; dropping it leaves them to the child alone,
-        // so the reader sees end-of-file when the child (and its group) is done.
-        drop(command);
-        let mut child = spawned.map_err(|error| spawn_error_text(program, &error))?;
-        let leader = child
-            .id()
-            .expect("a freshly spawned child has not been reaped");
+        let stdin_piped = config.payload.is_some();
+        let Started {
+            pid: leader,
+            output: output_fd,
+            stdin,
+            mut child,
+        } = start(command, stdin_piped, self.in_process)
+            .await
+            .map_err(|error| spawn_error_text(program, &error))?;
         let leader = i32::try_from(leader).expect("process ids fit in an i32");
         let mut group = GroupKiller {
             pgid: Pid::from_raw(leader),
@@ -124,10 +124,10 @@ impl ShellExecutor {
         };
 
         let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe_reader.into())
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(output_fd)
             .map_err(|error| format!("shell: cannot read the output pipe: {error}"))?;
         tasks.push(spawn_reader(pipe, output.clone()));
-        let stdin_writer = match (child.stdin.take(), config.payload.clone()) {
+        let stdin_writer = match (stdin, config.payload.clone()) {
             (Some(mut stdin), Some(payload)) => Some(tokio::spawn(async move {
                 // The process may exit without reading its input; a broken pipe is not an error.
                 let _ = stdin.write_all(&payload).await;
@@ -258,6 +258,93 @@ impl Executor for ShellExecutor {
         self.run(&config, &req.job_name, output, cancel)
             .await
             .unwrap_or_else(ExecuteOutcome::failed)
+    }
+}
+
+/// A spawned job process: its pid (its group's id), the read end of its output pipe, the write
+/// end of its stdin pipe when it has one, and the wait for its exit.
+struct Started {
+    pid: u32,
+    output: OwnedFd,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    child: Child,
+}
+
+/// Spawns `command` with stdout and stderr on one pipe and stdin on a pipe (`stdin_piped`) or
+/// on `/dev/null`: through the spawner thread when it runs, else from this thread.
+async fn start(command: Command, stdin_piped: bool, in_process: bool) -> io::Result<Started> {
+    let Some(spawner) = spawner::get().filter(|_| !in_process) else {
+        return start_in_process(command, stdin_piped);
+    };
+    match spawner.spawn(command, stdin_piped).await {
+        Ok(spawned) => {
+            let stdin = match spawned.stdin {
+                Some(fd) => {
+                    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
+                    Some(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>)
+                }
+                None => None,
+            };
+            Ok(Started {
+                pid: spawned.pid,
+                output: spawned.output,
+                stdin,
+                child: Child::Spawner(spawned.child),
+            })
+        }
+        Err(SpawnFailure::Spawn(error)) => Err(error),
+        Err(SpawnFailure::Unavailable(command)) => start_in_process(*command, stdin_piped),
+    }
+}
+
+/// Spawns `command` from the calling thread.
+fn start_in_process(command: Command, stdin_piped: bool) -> io::Result<Started> {
+    let mut command = tokio::process::Command::from(command);
+    command.stdin(if stdin_piped {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    // stdout and stderr share one pipe, as they share one buffer: one reader per run, one
+    // descriptor fewer per running child, and the interleaving of the two streams is kept
+    // exactly.
+    let (pipe_reader, pipe_writer) = std::io::pipe()?;
+    let stderr_writer = pipe_writer.try_clone()?;
+    command
+        .stdout(Stdio::from(pipe_writer))
+        .stderr(Stdio::from(stderr_writer));
+    let spawned = command.spawn();
+    // The command holds the pipe's write ends; dropping it leaves them to the child alone,
+    // so the reader sees end-of-file when the child (and its group) is done.
+    drop(command);
+    let mut child = spawned?;
+    let pid = child
+        .id()
+        .expect("a freshly spawned child has not been reaped");
+    let stdin = child
+        .stdin
+        .take()
+        .map(|stdin| Box::new(stdin) as Box<dyn AsyncWrite + Send + Unpin>);
+    Ok(Started {
+        pid,
+        output: OwnedFd::from(pipe_reader),
+        stdin,
+        child: Child::InProcess(child),
+    })
+}
+
+/// The wait for a job process's exit, by how it was spawned.
+enum Child {
+    InProcess(tokio::process::Child),
+    Spawner(spawner::ChildExit),
+}
+
+impl Child {
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Self::InProcess(child) => child.wait().await,
+            Self::Spawner(child) => child.wait().await,
+        }
     }
 }
 

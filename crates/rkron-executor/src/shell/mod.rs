@@ -6,8 +6,10 @@
 
 mod config;
 mod executor;
+mod spawner;
 #[cfg(test)]
 mod tests;
 
 pub use config::{ShellConfig, split_command_line};
 pub use executor::ShellExecutor;
+pub use spawner::start as start_spawner;

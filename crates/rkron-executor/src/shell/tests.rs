@@ -29,7 +29,20 @@ async fn run_with(executor: &ShellExecutor, req: &ExecuteRequest) -> (ExecuteOut
 }
 
 async fn run(pairs: &[(&str, &str)]) -> (ExecuteOutcome, String) {
-    run_with(&ShellExecutor::new(), &request("test-job", pairs)).await
+    run_with(&executor(), &request("test-job", pairs)).await
+}
+
+/// The executor as `rkron agent` runs it: spawning through the spawner thread, which every test
+/// of this module starts (so every one of them covers that path; [`in_process`] covers the
+/// other). A spawner that cannot start fails the test.
+fn executor() -> ShellExecutor {
+    with_spawner(ShellExecutor::new())
+}
+
+fn with_spawner(executor: ShellExecutor) -> ShellExecutor {
+    super::start_spawner().expect("the spawner thread starts");
+    assert!(super::spawner::get().is_some(), "the spawner runs");
+    executor
 }
 
 /// Returns whether `pid` is a live process (zombies awaiting a reaper count as dead).
@@ -129,7 +142,7 @@ async fn env_and_job_name_reach_the_process() {
             ("env", "TEST_VAR=hello"),
         ],
     );
-    let (outcome, output) = run_with(&ShellExecutor::new(), &req).await;
+    let (outcome, output) = run_with(&executor(), &req).await;
     assert_eq!(outcome, ExecuteOutcome::succeeded());
     assert_eq!(output, "hello test-job-env\n");
 }
@@ -153,7 +166,7 @@ async fn configured_env_overrides_inherited_env() {
         ("Foo".to_owned(), "Bar".to_owned()),
         ("PATH".to_owned(), path),
     ]);
-    let executor = ShellExecutor::with_base_env(base_env);
+    let executor = with_spawner(ShellExecutor::with_base_env(base_env));
 
     let inherited = request("job", &[("command", "echo $Foo"), ("shell", "true")]);
     assert_eq!(run_with(&executor, &inherited).await.1, "Bar\n");
@@ -229,7 +242,7 @@ async fn long_output_keeps_the_tail() {
     let command = "i=0; while [ $i -lt 1000 ]; do printf '%0999d\\n' $i; i=$((i+1)); done";
     let output = OutputBuffer::new();
     let req = request("job", &[("command", command), ("shell", "true")]);
-    let outcome = ShellExecutor::new()
+    let outcome = executor()
         .execute(&req, &output, CancellationToken::new())
         .await;
     assert_eq!(outcome, ExecuteOutcome::succeeded());
@@ -281,6 +294,11 @@ async fn direct_mode_stops_at_the_first_operator() {
 
 #[tokio::test]
 async fn timeout_leaves_no_orphans() {
+    assert_a_timeout_leaves_no_orphans(&executor()).await;
+}
+
+/// A job that times out is killed with its background process, within the timeout's second.
+async fn assert_a_timeout_leaves_no_orphans(executor: &ShellExecutor) {
     let output = OutputBuffer::new();
     let req = request(
         "job",
@@ -291,7 +309,7 @@ async fn timeout_leaves_no_orphans() {
         ],
     );
     let started = Instant::now();
-    let outcome = ShellExecutor::new()
+    let outcome = executor
         .execute(&req, &output, CancellationToken::new())
         .await;
     assert!(
@@ -325,7 +343,7 @@ async fn cancellation_kills_the_process_group() {
         trigger.cancel();
     });
     let started = Instant::now();
-    let outcome = ShellExecutor::new().execute(&req, &output, cancel).await;
+    let outcome = executor().execute(&req, &output, cancel).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "took {:?}",
@@ -354,7 +372,7 @@ async fn dropping_the_execution_kills_the_process_group() {
         "job",
         &[("command", "echo $$; sleep 300"), ("shell", "true")],
     );
-    let executor = ShellExecutor::new();
+    let executor = executor();
     let execution = executor.execute(&req, &output, CancellationToken::new());
     let timed_out = tokio::time::timeout(Duration::from_millis(500), execution).await;
     assert!(timed_out.is_err());
@@ -539,7 +557,7 @@ async fn a_background_process_holding_the_output_does_not_hold_the_execution() {
         ],
     );
     let started = Instant::now();
-    let outcome = ShellExecutor::new()
+    let outcome = executor()
         .execute(&req, &output, CancellationToken::new())
         .await;
     assert!(
@@ -571,7 +589,7 @@ async fn a_leader_killed_by_a_signal_takes_its_group_along() {
         ],
     );
     let started = Instant::now();
-    let outcome = ShellExecutor::new()
+    let outcome = executor()
         .execute(&req, &output, CancellationToken::new())
         .await;
     assert!(
@@ -592,4 +610,87 @@ async fn a_leader_killed_by_a_signal_takes_its_group_along() {
         wait_until_dead(grandchild, Duration::from_secs(1)).await,
         "{grandchild} survived"
     );
+}
+
+/// The same behaviours when processes are spawned from the runtime's threads, as they are where
+/// the spawner thread cannot start.
+mod in_process {
+    use super::*;
+
+    async fn run_here(pairs: &[(&str, &str)]) -> (ExecuteOutcome, String) {
+        let executor = ShellExecutor::new().spawning_in_process();
+        run_with(&executor, &request("test-job", pairs)).await
+    }
+
+    #[tokio::test]
+    async fn output_exit_status_and_signal() {
+        let (outcome, output) =
+            run_here(&[("command", "echo out; echo err >&2"), ("shell", "true")]).await;
+        assert_eq!(outcome, ExecuteOutcome::succeeded());
+        assert_eq!(output, "out\nerr\n");
+        let (outcome, _) = run_here(&[("command", "exit 3"), ("shell", "true")]).await;
+        assert_eq!(outcome, ExecuteOutcome::failed("exit status 3"));
+        let (outcome, _) = run_here(&[("command", "kill -TERM $$"), ("shell", "true")]).await;
+        assert_eq!(outcome, ExecuteOutcome::failed("signal: terminated"));
+    }
+
+    #[tokio::test]
+    async fn payload_env_and_spawn_errors() {
+        let (outcome, output) = run_here(&[("command", "cat"), ("payload", "aGVsbG8=")]).await;
+        assert_eq!(outcome, ExecuteOutcome::succeeded());
+        assert_eq!(output, "hello");
+        let (_, output) = run_here(&[("command", "sh -c 'echo $ENV_JOB_NAME'")]).await;
+        assert_eq!(output.trim(), "test-job");
+        let (outcome, output) = run_here(&[("command", "no-such-binary-rkron")]).await;
+        assert_eq!(
+            outcome,
+            ExecuteOutcome::failed(
+                "exec: \"no-such-binary-rkron\": executable file not found in $PATH"
+            )
+        );
+        assert_eq!(output, "");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group() {
+        assert_a_timeout_leaves_no_orphans(&ShellExecutor::new().spawning_in_process()).await;
+    }
+}
+
+/// Many spawns at once through the spawner thread come back to the right runs.
+mod spawner {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_runs_each_gets_its_own_process_and_output() {
+        let executor = std::sync::Arc::new(executor());
+        let spawner = super::super::spawner::get().expect("the spawner runs");
+        let before = spawner.requests_made();
+        let runs: Vec<_> = (0..300)
+            .map(|i| {
+                let executor = executor.clone();
+                tokio::spawn(async move {
+                    let command = format!("echo run-{i}; exit {}", i % 3);
+                    let req = request(
+                        &format!("job-{i}"),
+                        &[("command", &command), ("shell", "true")],
+                    );
+                    (i, run_with(&executor, &req).await)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (i, (outcome, output)) = run.await.unwrap();
+            assert_eq!(output, format!("run-{i}\n"));
+            match i % 3 {
+                0 => assert_eq!(outcome, ExecuteOutcome::succeeded()),
+                code => assert_eq!(
+                    outcome,
+                    ExecuteOutcome::failed(format!("exit status {code}"))
+                ),
+            }
+        }
+        // Every one of them went through the spawner (other tests in this process may add more).
+        assert!(spawner.requests_made() - before >= 300);
+    }
 }
