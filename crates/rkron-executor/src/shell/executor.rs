@@ -278,10 +278,16 @@ async fn start(command: Command, stdin_piped: bool, in_process: bool) -> io::Res
     };
     match spawner.spawn(command, stdin_piped).await {
         Ok(spawned) => {
-            let stdin = match spawned.stdin {
-                Some(fd) => {
-                    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(fd)?;
-                    Some(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>)
+            let stdin = match spawned
+                .stdin
+                .map(tokio::net::unix::pipe::Sender::from_owned_fd)
+            {
+                Some(Ok(writer)) => Some(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>),
+                Some(Err(error)) => {
+                    // No run follows the process: kill its group (the pidfd reaps it).
+                    let pgid = Pid::from_raw(i32::try_from(spawned.pid).unwrap_or(i32::MAX));
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    return Err(error);
                 }
                 None => None,
             };

@@ -192,7 +192,14 @@ impl Spawner {
         let pid = u32::try_from(reply.pid).map_err(|_| {
             SpawnFailure::Spawn(io::Error::other("the spawner answered a negative pid"))
         })?;
-        let child = ChildExit::new(reply.pid).map_err(SpawnFailure::Spawn)?;
+        let child = match ChildExit::new(reply.pid) {
+            Ok(child) => child,
+            Err(error) => {
+                // Without a pidfd the run cannot follow its process: none is left running.
+                abandon(reply.pid);
+                return Err(SpawnFailure::Spawn(error));
+            }
+        };
         Ok(Spawned {
             pid,
             output: reply.output,
@@ -205,6 +212,12 @@ impl Spawner {
     #[cfg(test)]
     pub(super) fn requests_made(&self) -> u64 {
         self.next_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// How many spawns wait for their answer.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        lock(&self.pending).len()
     }
 
     /// Fails every waiting spawn and stops taking new ones.
@@ -380,8 +393,14 @@ fn reply_thread(socket: &OwnedFd) {
         let answers = parse_answers(&buffer[..bytes], fds);
         let mut pending = lock(&spawner.pending);
         for (id, answer) in answers {
-            if let Some(waiting) = pending.remove(&id) {
-                let _ = waiting.send(answer);
+            let unclaimed = match pending.remove(&id) {
+                Some(waiting) => waiting.send(answer).err(),
+                None => Some(answer),
+            };
+            // The run stopped waiting (it was cancelled or dropped during the spawn): its
+            // process must not go on unsupervised.
+            if let Some(Ok(reply)) = unclaimed {
+                abandon(reply.pid);
             }
         }
     }
@@ -511,6 +530,16 @@ impl Drop for ChildExit {
             let _ = rest.wait().await;
         });
     }
+}
+
+/// Kills the process group of a spawned process no run follows, and reaps the process on a
+/// thread of its own (a killed process exits promptly, but the reply thread must never wait).
+fn abandon(pid: i32) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::thread::Builder::new()
+        .name("rkron-reap".to_owned())
+        .spawn(move || nix::sys::wait::waitpid(pid, None));
 }
 
 /// Reaps `pid` if it has exited.

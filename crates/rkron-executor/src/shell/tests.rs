@@ -693,4 +693,45 @@ mod spawner {
         // Every one of them went through the spawner (other tests in this process may add more).
         assert!(spawner.requests_made() - before >= 300);
     }
+
+    #[tokio::test]
+    async fn a_run_dropped_during_its_spawn_leaves_no_process() {
+        let executor = executor();
+        let spawner = super::super::spawner::get().expect("the spawner runs");
+        // A command line no other test uses.
+        let seconds = format!("{}.{}", 300 + std::process::id() % 500, 731);
+        let command = format!("sleep {seconds}");
+        let req = request("job", &[("command", &command)]);
+        let output = OutputBuffer::new();
+        // Polled once (the spawn is asked for), then dropped while it waits for the answer.
+        let run = executor.execute(&req, &output, CancellationToken::new());
+        let dropped = tokio::time::timeout(Duration::ZERO, run).await;
+        assert!(dropped.is_err(), "the run ended before it was dropped");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while spawner.waiting() > 0 {
+            assert!(Instant::now() < deadline, "the spawn was never answered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Answered: the process was spawned; nobody follows it, so it must be gone soon.
+        loop {
+            let left = processes_running(&["sleep", &seconds]);
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "left running: {left:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Live processes whose command line is exactly `argv`.
+    fn processes_running(argv: &[&str]) -> Vec<u32> {
+        let wanted: Vec<u8> = argv.iter().flat_map(|arg| arg.bytes().chain([0])).collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+            .filter(|pid| process_is_alive(*pid))
+            .collect()
+    }
 }
