@@ -3,17 +3,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Group, Pid, SysconfVar, User, sysconf};
-use std::os::fd::OwnedFd;
-use std::process::Command;
-
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -84,7 +82,7 @@ impl ShellExecutor {
             .expect("argv() never returns an empty list");
         // The command carries no descriptor: it may be spawned by the spawner thread, whose
         // descriptor numbers mean other files (see `spawner`).
-        let mut command = std::process::Command::new(program);
+        let mut command = Command::new(program);
         command.args(args).process_group(0);
         if let Some(base_env) = &self.base_env {
             command.env_clear().envs(base_env);
@@ -128,10 +126,15 @@ impl ShellExecutor {
             .map_err(|error| format!("shell: cannot read the output pipe: {error}"))?;
         tasks.push(spawn_reader(pipe, output.clone()));
         let stdin_writer = match (stdin, config.payload.clone()) {
-            (Some(mut stdin), Some(payload)) => Some(tokio::spawn(async move {
-                // The process may exit without reading its input; a broken pipe is not an error.
-                let _ = stdin.write_all(&payload).await;
-            })),
+            (Some(stdin), Some(payload)) => {
+                let mut stdin = tokio::net::unix::pipe::Sender::from_owned_fd(stdin)
+                    .map_err(|error| format!("shell: cannot write the input pipe: {error}"))?;
+                Some(tokio::spawn(async move {
+                    // The process may exit without reading its input; a broken pipe is not an
+                    // error.
+                    let _ = stdin.write_all(&payload).await;
+                }))
+            }
             _ => None,
         };
         let abort_handles: Vec<AbortHandle> = tasks
@@ -266,7 +269,7 @@ impl Executor for ShellExecutor {
 struct Started {
     pid: u32,
     output: OwnedFd,
-    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    stdin: Option<OwnedFd>,
     child: Child,
 }
 
@@ -277,63 +280,32 @@ async fn start(command: Command, stdin_piped: bool, in_process: bool) -> io::Res
         return start_in_process(command, stdin_piped);
     };
     match spawner.spawn(command, stdin_piped).await {
-        Ok(spawned) => {
-            let stdin = match spawned
-                .stdin
-                .map(tokio::net::unix::pipe::Sender::from_owned_fd)
-            {
-                Some(Ok(writer)) => Some(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>),
-                Some(Err(error)) => {
-                    // No run follows the process: kill its group (the pidfd reaps it).
-                    let pgid = Pid::from_raw(i32::try_from(spawned.pid).unwrap_or(i32::MAX));
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    return Err(error);
-                }
-                None => None,
-            };
-            Ok(Started {
-                pid: spawned.pid,
-                output: spawned.output,
-                stdin,
-                child: Child::Spawner(spawned.child),
-            })
-        }
+        Ok(spawned) => Ok(Started {
+            pid: spawned.pid,
+            output: spawned.output,
+            stdin: spawned.stdin,
+            child: Child::Spawner(spawned.child),
+        }),
         Err(SpawnFailure::Spawn(error)) => Err(error),
         Err(SpawnFailure::Unavailable(command)) => start_in_process(*command, stdin_piped),
     }
 }
 
 /// Spawns `command` from the calling thread.
-fn start_in_process(command: Command, stdin_piped: bool) -> io::Result<Started> {
+fn start_in_process(mut command: Command, stdin_piped: bool) -> io::Result<Started> {
+    let (output, stdin) = spawner::attach_pipes(&mut command, stdin_piped)?;
     let mut command = tokio::process::Command::from(command);
-    command.stdin(if stdin_piped {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    // stdout and stderr share one pipe, as they share one buffer: one reader per run, one
-    // descriptor fewer per running child, and the interleaving of the two streams is kept
-    // exactly.
-    let (pipe_reader, pipe_writer) = std::io::pipe()?;
-    let stderr_writer = pipe_writer.try_clone()?;
-    command
-        .stdout(Stdio::from(pipe_writer))
-        .stderr(Stdio::from(stderr_writer));
     let spawned = command.spawn();
-    // The command holds the pipe's write ends; dropping it leaves them to the child alone,
-    // so the reader sees end-of-file when the child (and its group) is done.
+    // The command holds the pipes' child ends; dropping it leaves them to the child alone, so
+    // the reader sees end-of-file when the child (and its group) is done.
     drop(command);
-    let mut child = spawned?;
+    let child = spawned?;
     let pid = child
         .id()
         .expect("a freshly spawned child has not been reaped");
-    let stdin = child
-        .stdin
-        .take()
-        .map(|stdin| Box::new(stdin) as Box<dyn AsyncWrite + Send + Unpin>);
     Ok(Started {
         pid,
-        output: OwnedFd::from(pipe_reader),
+        output,
         stdin,
         child: Child::InProcess(child),
     })

@@ -282,6 +282,22 @@ fn spawn_here(request: Request) -> io::Result<(u32, OwnedFd, Option<OwnedFd>)> {
         stdin_piped,
         ..
     } = request;
+    let (output, stdin) = attach_pipes(&mut command, stdin_piped)?;
+    let spawned = command.spawn();
+    // The command holds the child's ends of the pipes: close them here, so the run sees the end
+    // of the output when the child's group is done.
+    drop(command);
+    Ok((spawned?.id(), output, stdin))
+}
+
+/// Gives `command` its standard streams, made in the calling thread's descriptor table: stdout
+/// and stderr share one new pipe (one reader per run, and the interleaving of the two streams
+/// kept exactly), stdin is a new pipe when `stdin_piped`, else `/dev/null`. Returns the output
+/// pipe's read end and the stdin pipe's write end.
+pub(super) fn attach_pipes(
+    command: &mut Command,
+    stdin_piped: bool,
+) -> io::Result<(OwnedFd, Option<OwnedFd>)> {
     let (output_reader, output_writer) = std::io::pipe()?;
     let stderr_writer = output_writer.try_clone()?;
     command
@@ -295,12 +311,7 @@ fn spawn_here(request: Request) -> io::Result<(u32, OwnedFd, Option<OwnedFd>)> {
         command.stdin(Stdio::null());
         None
     };
-    let spawned = command.spawn();
-    // The command holds the child's ends of the pipes: close them here, so the run sees the end
-    // of the output when the child's group is done.
-    drop(command);
-    let child = spawned?;
-    Ok((child.id(), OwnedFd::from(output_reader), stdin_writer))
+    Ok((OwnedFd::from(output_reader), stdin_writer))
 }
 
 /// Sends a batch of answers in one message: per answer its id, then the pid and the
