@@ -143,8 +143,8 @@ fn say(text: &str) {
 }
 
 fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
-    // First, while the process holds only its standard streams: the spawner thread keeps a copy
-    // of every descriptor open when it starts (see `rkron_executor::shell::start_spawner`).
+    // First, while the process holds only its standard streams: each spawner thread keeps a
+    // copy of every descriptor open when it starts (see `rkron_executor::shell::start_spawner`).
     let spawner = rkron_executor::shell::start_spawner();
     // Lossy: one non-UTF-8 variable must not stop start-up.
     let env: BTreeMap<String, String> = std::env::vars_os()

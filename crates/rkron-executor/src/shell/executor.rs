@@ -41,7 +41,7 @@ const READ_CHUNK: usize = 8 * 1024;
 pub struct ShellExecutor {
     /// The environment processes start from instead of the agent's own, when set.
     base_env: Option<BTreeMap<String, String>>,
-    /// Spawn from the runtime's threads even when the spawner thread was started.
+    /// Spawn from the runtime's threads even when the spawner threads were started.
     in_process: bool,
 }
 
@@ -60,9 +60,9 @@ impl ShellExecutor {
         }
     }
 
-    /// Returns this executor spawning from the runtime's threads even when the spawner thread
-    /// ([`super::start_spawner`]) runs: the way every process was spawned before it existed,
-    /// and the way they still are where it cannot start.
+    /// Returns this executor spawning from the runtime's threads even when the spawner threads
+    /// ([`super::start_spawner`]) run: the way every process was spawned before they existed,
+    /// and the way they still are where they cannot start.
     #[must_use]
     pub fn spawning_in_process(mut self) -> Self {
         self.in_process = true;
@@ -80,7 +80,7 @@ impl ShellExecutor {
         let (program, args) = argv
             .split_first()
             .expect("argv() never returns an empty list");
-        // The command carries no descriptor: it may be spawned by the spawner thread, whose
+        // The command carries no descriptor: it may be spawned by a spawner thread, whose
         // descriptor numbers mean other files (see `spawner`).
         let mut command = Command::new(program);
         command.args(args).process_group(0);
@@ -274,7 +274,7 @@ struct Started {
 }
 
 /// Spawns `command` with stdout and stderr on one pipe and stdin on a pipe (`stdin_piped`) or
-/// on `/dev/null`: through the spawner thread when it runs, else from this thread.
+/// on `/dev/null`: through the spawner threads when they run, else from this thread.
 async fn start(command: Command, stdin_piped: bool, in_process: bool) -> io::Result<Started> {
     let Some(spawner) = spawner::get().filter(|_| !in_process) else {
         return start_in_process(command, stdin_piped);

@@ -5,18 +5,22 @@
 //! spawner holds. A server running thousands of jobs holds thousands (an output pipe and a pidfd
 //! per running job): measured on the 2-core bench machine (`scripts/fd-spawn-cost`), a parent
 //! holding 4,000 descriptors spawned `true` at 2,030 a second against 3,250 with none, each
-//! child using 800 µs of CPU instead of 475 µs. So the server spawns from one thread that
-//! unshared its descriptor table at start-up, when the table held little more than the
-//! standard streams; that thread's children copy a handful of descriptors whatever the rest of
-//! the server holds.
+//! child using 800 µs of CPU instead of 475 µs. So the server spawns from spawner threads that
+//! unshared their descriptor tables at start-up, when the process's table held little more
+//! than the standard streams; their children copy a handful of descriptors whatever the rest
+//! of the server holds.
 //!
-//! The hand-over is batched: the spawner spawns every queued request (up to [`BATCH_MAX`])
-//! before it answers them in one message, so under a burst the threads wake once per batch.
-//! Unbatched, the context switches cost the server about what the smaller table saved its
-//! children (BENCHMARKS.md, "Shell throughput").
+//! There is one spawner thread per core ([`SPAWNER_THREADS_MAX`] at most), taking requests from
+//! one shared queue: a spawn holds its thread until the child has called `exec`, so a single
+//! spawner left a core idle during a burst.
+//!
+//! The hand-over is batched: a spawner thread spawns every queued request it can take (up to
+//! [`BATCH_MAX`]) before it answers them in one message, so under a burst the threads wake once
+//! per batch. Unbatched, the context switches cost the server about what the smaller table
+//! saved its children (BENCHMARKS.md, "Shell throughput").
 //!
 //! Two tables in one process means a descriptor number names different files in each, so:
-//! - the spawner thread only uses its end of the socket pair and descriptors it creates itself;
+//! - a spawner thread only uses its end of the socket pair and descriptors it creates itself;
 //!   a request is a [`std::process::Command`] whose standard streams are not set (it carries no
 //!   descriptor);
 //! - it never wakes a task of the runtime (a wake may write to the runtime's eventfd by number):
@@ -26,8 +30,8 @@
 //!   waiting runs; a run then opens a pidfd for its child and waits on it in the runtime.
 //!
 //! [`start`] must run before the process opens anything it expects to close for good (a
-//! listener, a lock, a connection): the spawner keeps its copy of every descriptor open at that
-//! moment. `rkron agent` starts it first thing. Without it (not started, or unshare or pidfds
+//! listener, a lock, a connection): each spawner thread keeps its copy of every descriptor open
+//! at that moment. `rkron agent` starts it first thing. Without it (not started, or unshare or pidfds
 //! unavailable) the executor spawns from the runtime's threads as before.
 
 use std::collections::HashMap;
@@ -36,7 +40,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError, mpsc};
 
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
@@ -54,6 +58,9 @@ static SPAWNER: OnceLock<Spawner> = OnceLock::new();
 /// wake once per batch rather than once per process.
 const BATCH_MAX: usize = 32;
 
+/// Most spawner threads, whatever the number of cores.
+const SPAWNER_THREADS_MAX: usize = 8;
+
 /// Longest error text carried in an answer.
 const TEXT_MAX: usize = 200;
 
@@ -64,7 +71,7 @@ const RECORD: usize = 20;
 /// Largest message: a whole batch of answers with their texts.
 const MESSAGE_MAX: usize = BATCH_MAX * (RECORD + TEXT_MAX);
 
-/// Starts the process's spawner thread and its reply thread; idempotent.
+/// Starts the process's spawner threads and their reply thread; idempotent.
 ///
 /// Fails (and the executor keeps spawning from the runtime's threads) when the kernel refuses to
 /// unshare a descriptor table (some seccomp profiles) or has no pidfds (before Linux 5.3).
@@ -81,14 +88,20 @@ pub fn start() -> io::Result<()> {
         None,
     )?;
     let (requests, incoming) = mpsc::channel::<Request>();
-    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-    std::thread::Builder::new()
-        .name("rkron-spawner".to_owned())
-        .spawn(move || spawner_thread(&spawner_end, &incoming, &ready_tx))?;
-    // Until the spawner has unshared, a descriptor opened here would be copied into its table.
-    ready_rx
-        .recv()
-        .map_err(|_| io::Error::other("the spawner thread ended at start"))??;
+    let incoming = Arc::new(Mutex::new(incoming));
+    for _ in 0..spawner_threads() {
+        let (socket, incoming) = (spawner_end.try_clone()?, incoming.clone());
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        std::thread::Builder::new()
+            .name("rkron-spawner".to_owned())
+            .spawn(move || spawner_thread(&socket, &incoming, &ready_tx))?;
+        // Until the thread has unshared, a descriptor opened here would be copied into its
+        // table.
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread ended at start"))??;
+    }
+    drop(spawner_end);
     let spawner = Spawner {
         requests: Mutex::new(requests),
         pending: Mutex::new(HashMap::new()),
@@ -105,6 +118,18 @@ pub fn start() -> io::Result<()> {
     Ok(())
 }
 
+/// How many spawner threads to start: one per core, at most [`SPAWNER_THREADS_MAX`].
+///
+/// A spawn holds its thread until the child has called `exec` (the child borrows the parent's
+/// memory until then), so a single spawner left a core idle during a burst: on the 2-core
+/// bench machine 10,000 shell runs went at 0.76–0.80 of the fork baseline with one spawner and
+/// at 0.82–0.84 with two (BENCHMARKS.md, "Shell throughput").
+pub(super) fn spawner_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, SPAWNER_THREADS_MAX)
+}
+
 /// The spawner, when it was started and still works.
 pub(super) fn get() -> Option<&'static Spawner> {
     SPAWNER
@@ -112,7 +137,7 @@ pub(super) fn get() -> Option<&'static Spawner> {
         .filter(|spawner| spawner.alive.load(Ordering::Acquire))
 }
 
-/// The handle runs use to reach the spawner thread.
+/// The handle runs use to reach the spawner threads.
 #[derive(Debug)]
 pub(super) struct Spawner {
     requests: Mutex<mpsc::Sender<Request>>,
@@ -146,7 +171,7 @@ pub(super) enum SpawnFailure {
     Unavailable(Box<Command>),
 }
 
-/// A process spawned by the spawner thread.
+/// A process spawned by a spawner thread.
 #[derive(Debug)]
 pub(super) struct Spawned {
     /// The child's process id (and process group id).
@@ -235,10 +260,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The spawner thread: unshares its descriptor table, then spawns one request after the other.
+/// A spawner thread: unshares its descriptor table, then spawns one request after the other,
+/// taking them from the queue all spawner threads share.
 fn spawner_thread(
     socket: &OwnedFd,
-    incoming: &mpsc::Receiver<Request>,
+    incoming: &Mutex<mpsc::Receiver<Request>>,
     ready: &mpsc::Sender<io::Result<()>>,
 ) {
     if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FILES) {
@@ -248,12 +274,24 @@ fn spawner_thread(
     if ready.send(Ok(())).is_err() {
         return;
     }
-    while let Ok(first) = incoming.recv() {
+    loop {
+        // One idle thread waits on the queue holding its lock; the others wait for the lock.
+        let Ok(first) = lock(incoming).recv() else {
+            return;
+        };
         let mut answers = vec![answer_to(first)];
         while answers.len() < BATCH_MAX {
-            match incoming.try_recv() {
-                Ok(request) => answers.push(answer_to(request)),
-                Err(_) => break,
+            // Each queued request goes to whichever thread is free first. The lock is busy
+            // when another thread waits on an empty queue: then nothing is queued, and what
+            // was spawned goes out now rather than when the next request comes.
+            let next = match incoming.try_lock() {
+                Ok(queue) => queue.try_recv().ok(),
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().try_recv().ok(),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            match next {
+                Some(request) => answers.push(answer_to(request)),
+                None => break,
             }
         }
         // The answers (and this thread's copies of their descriptors) are dropped once sent.
@@ -274,7 +312,7 @@ fn answer_to(request: Request) -> Answer {
     (id, spawned)
 }
 
-/// Spawns a request in the spawner thread's table: returns the child's pid, the output pipe's
+/// Spawns a request in the calling spawner thread's table: returns the child's pid, the output pipe's
 /// read end and the stdin pipe's write end.
 fn spawn_here(request: Request) -> io::Result<(u32, OwnedFd, Option<OwnedFd>)> {
     let Request {
@@ -386,7 +424,7 @@ fn reply_thread(socket: &OwnedFd) {
         let bytes = match received {
             Ok(message) if message.bytes >= RECORD => message.bytes,
             Ok(_) => {
-                spawner.shut("the spawner thread ended");
+                spawner.shut("the spawner threads ended");
                 return;
             }
             Err(rustix::io::Errno::INTR) => continue,
@@ -475,7 +513,7 @@ fn kind_of_code(code: u8) -> io::ErrorKind {
         .unwrap_or(io::ErrorKind::Other)
 }
 
-/// Waits for the exit of a child spawned by the spawner thread, through a pidfd registered with
+/// Waits for the exit of a child spawned by a spawner thread, through a pidfd registered with
 /// the runtime; reaps it.
 #[derive(Debug)]
 pub(super) struct ChildExit {

@@ -657,7 +657,8 @@ mod in_process {
     }
 }
 
-/// Many spawns at once through the spawner thread come back to the right runs.
+/// Spawns through the spawner threads: many at once come back to the right runs, a lone one is
+/// answered at once.
 mod spawner {
     use super::*;
 
@@ -720,6 +721,31 @@ mod spawner {
             }
             assert!(Instant::now() < deadline, "left running: {left:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_thread_per_core_spawns_and_a_lone_run_is_answered_at_once() {
+        let executor = executor();
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == "rkron-spawner")
+            })
+            .count();
+        assert_eq!(threads, super::super::spawner::spawner_threads());
+        // While one spawner thread waits on the empty queue the others wait for its lock: a run
+        // that comes alone must still be answered, not when the next one comes.
+        for i in 0..5 {
+            let command = format!("echo alone-{i}");
+            let req = request("job", &[("command", &command)]);
+            let run = tokio::time::timeout(Duration::from_secs(5), run_with(&executor, &req));
+            let (outcome, output) = run.await.expect("a lone run was answered");
+            assert_eq!(outcome, ExecuteOutcome::succeeded());
+            assert_eq!(output, format!("alone-{i}\n"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
