@@ -175,7 +175,7 @@ fn run_agent(args: &rkron::cli::AgentArgs) -> ExitCode {
     if let Err(error) = spawner {
         tracing::info!(
             %error,
-            "shell jobs are spawned from the runtime's threads (no spawner thread)"
+            "shell jobs are spawned from the runtime's threads (no spawner threads)"
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -103,7 +103,7 @@ pub fn start() -> io::Result<()> {
     }
     drop(spawner_end);
     let spawner = Spawner {
-        requests: Mutex::new(requests),
+        requests,
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         alive: AtomicBool::new(true),
@@ -122,8 +122,8 @@ pub fn start() -> io::Result<()> {
 ///
 /// A spawn holds its thread until the child has called `exec` (the child borrows the parent's
 /// memory until then), so a single spawner left a core idle during a burst: on the 2-core
-/// bench machine 10,000 shell runs went at 0.76–0.80 of the fork baseline with one spawner and
-/// at 0.82–0.84 with two (BENCHMARKS.md, "Shell throughput").
+/// bench machine 10,000 shell runs went at 0.66–0.80 of the fork baseline with one spawner and
+/// at 0.83–0.87 with two (BENCHMARKS.md, "one spawner thread per core").
 pub(super) fn spawner_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -140,7 +140,7 @@ pub(super) fn get() -> Option<&'static Spawner> {
 /// The handle runs use to reach the spawner threads.
 #[derive(Debug)]
 pub(super) struct Spawner {
-    requests: Mutex<mpsc::Sender<Request>>,
+    requests: mpsc::Sender<Request>,
     pending: Mutex<HashMap<u64, oneshot::Sender<io::Result<Reply>>>>,
     next_id: AtomicU64,
     alive: AtomicBool,
@@ -195,7 +195,7 @@ impl Spawner {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         lock(&self.pending).insert(id, reply_tx);
-        let sent = lock(&self.requests).send(Request {
+        let sent = self.requests.send(Request {
             id,
             command,
             stdin_piped,
