@@ -1542,6 +1542,53 @@ pub async fn delete_job_clears_exactly_its_fire_history<S: Store>(store: &S) {
     );
 }
 
+/// Waits until every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`),
+/// after the caller sent it SIGSTOP; panics after 10 s.
+///
+/// `kill(SIGSTOP)` returns before a multi-threaded process has stopped: one of its threads must
+/// first be scheduled to begin the group stop, and on a loaded machine another thread may
+/// meanwhile still answer a request (a CI run saw a "frozen" ZooKeeper answer a read). A test
+/// that freezes a server calls this before it relies on the freeze.
+pub async fn until_stopped(pid: u32) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match all_threads_stopped(pid) {
+            Some(true) => return,
+            Some(false) => {}
+            None => panic!("process {pid} is gone: it cannot be frozen"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process {pid} did not stop within 10 s of SIGSTOP"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether every thread of `pid` is stopped; `None` when the process does not exist.
+fn all_threads_stopped(pid: u32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut seen = false;
+    for task in tasks.flatten() {
+        // A thread that exited between listing and reading does not count.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        seen = true;
+        if !matches!(thread_state(&stat), Some('T' | 't')) {
+            return Some(false);
+        }
+    }
+    Some(seen)
+}
+
+/// The state letter of a `/proc/<pid>/task/<tid>/stat` line (the field after the name, which
+/// is in parentheses and may itself hold spaces and parentheses).
+fn thread_state(stat: &str) -> Option<char> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.trim_start().chars().next()
+}
+
 /// Whether process `pid` holds a listening TCP socket on `port` (Linux `/proc`).
 ///
 /// Test servers start on ports that were free a moment before; another test's server may take
@@ -1593,6 +1640,33 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 #[cfg(test)]
 mod listener_tests {
     use super::listens_on;
+
+    #[test]
+    fn the_state_follows_the_parenthesised_name() {
+        assert_eq!(super::thread_state("42 (java) S 1 42"), Some('S'));
+        assert_eq!(super::thread_state("42 (a) (b) T 1 42"), Some('T'));
+        assert_eq!(super::thread_state("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_child_is_seen_stopped_and_a_running_one_is_not() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        assert_eq!(super::all_threads_stopped(pid), Some(false), "running");
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        super::until_stopped(pid).await;
+        assert_eq!(super::all_threads_stopped(pid), Some(true), "stopped");
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert_eq!(super::all_threads_stopped(pid), None, "gone");
+    }
 
     #[test]
     fn a_process_owns_its_listener_and_not_a_port_it_does_not_hold() {

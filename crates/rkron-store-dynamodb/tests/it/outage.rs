@@ -120,7 +120,7 @@ async fn a_hung_endpoint_answers_unavailable_within_the_timeout() {
     let store = DynamoStore::connect(config(&moto, "hung")).await.unwrap();
     store.put_meta("k", "v").await.unwrap();
 
-    moto.signal(Signal::SIGSTOP);
+    moto.pause().await;
     let started = Instant::now();
     let answer = store.get_meta("k").await;
     assert_unavailable("get_meta on a stopped endpoint", &answer, started.elapsed());

@@ -130,6 +130,14 @@ impl Moto {
         kill(pid, signal).expect("signal moto");
     }
 
+    /// Freezes the server (`SIGSTOP`) and returns once every thread of it has stopped (`kill`
+    /// returns before that).
+    pub(crate) async fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+        let pid = self.child.as_ref().expect("moto running").id();
+        rkron_store::testsuite::until_stopped(pid).await;
+    }
+
     /// Kills the server (`SIGKILL`) and waits for it to exit.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

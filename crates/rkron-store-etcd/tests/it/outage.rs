@@ -77,7 +77,7 @@ async fn an_outage_answers_unavailable_and_recovery_serves_again() {
     store.commit_jobs(vec![op]).await.expect("write");
 
     // Frozen: the request is sent and never answered, so the timeout decides.
-    etcd.pause();
+    etcd.pause().await;
     let waited = expect_unavailable(
         "get_job on a frozen etcd",
         TIMEOUT + Duration::from_secs(1),

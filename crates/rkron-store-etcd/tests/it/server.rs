@@ -199,8 +199,11 @@ impl Etcd {
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted, nothing answers.
-    pub(crate) fn pause(&self) {
+    /// Returns once every thread of it has stopped (`kill` returns before that).
+    pub(crate) async fn pause(&self) {
         self.signal(Signal::SIGSTOP);
+        let pid = self.child.as_ref().expect("etcd is running").id();
+        rkron_store::testsuite::until_stopped(pid).await;
     }
 
     /// Thaws a paused server.

@@ -74,7 +74,7 @@ async fn an_outage_answers_unavailable_and_recovery_serves_again() {
     store.commit_jobs(vec![put("before")]).await.expect("write");
 
     // Frozen: the request is sent and never answered, so the timeout decides.
-    zk.pause();
+    zk.pause().await;
     let waited = expect_unavailable(
         "get_job on a frozen zookeeper",
         TIMEOUT + Duration::from_secs(1),

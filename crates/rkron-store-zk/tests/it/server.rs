@@ -209,8 +209,11 @@ impl ZooKeeper {
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted, nothing answers.
-    pub(crate) fn pause(&self) {
+    /// Returns once every thread of it has stopped (`kill` returns before that).
+    pub(crate) async fn pause(&self) {
         self.signal(Signal::SIGSTOP);
+        let pid = self.child.as_ref().expect("zookeeper is running").id();
+        rkron_store::testsuite::until_stopped(pid).await;
     }
 
     /// Thaws a paused server.
