@@ -115,6 +115,7 @@ async fn a_hung_server_answers_unavailable_within_the_timeout() {
     };
 
     signal("-STOP");
+    rkron_store::testsuite::until_stopped(server.pid()).await;
     let started = Instant::now();
     let answer = store.get_meta("k").await;
     assert_unavailable("get_meta on a stopped server", &answer, started.elapsed());
