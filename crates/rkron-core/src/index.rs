@@ -115,6 +115,35 @@ impl<T> ScheduleIndex<T> {
         self.entries.get(name).map(|e| e.next)
     }
 
+    /// Moves a job's next fire past `handled`: a job whose next fire is at or before `handled`
+    /// is rescheduled to its first fire strictly after it (a schedule that never fires again
+    /// leaves the index); a later next fire is kept. Answers the job's next fire.
+    ///
+    /// For fires that were served some other way (the leader's catch-up at takeover), so the
+    /// index never fires them a second time.
+    pub fn skip_through(&mut self, name: &str, handled: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let entry = self.entries.get_mut(name)?;
+        if entry.next > handled {
+            return Some(entry.next);
+        }
+        self.by_generation.remove(&entry.generation);
+        let Some(next) = entry.schedule.next_after(handled) else {
+            self.entries.remove(name);
+            return None;
+        };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        entry.next = next;
+        entry.generation = generation;
+        self.heap.push(Reverse((next, generation)));
+        let key = self
+            .entries
+            .get_key_value(name)
+            .map(|(key, _)| key.clone())?;
+        self.by_generation.insert(generation, key);
+        Some(next)
+    }
+
     /// Returns the payload of a job, if scheduled.
     pub fn payload_of(&self, name: &str) -> Option<Arc<T>> {
         self.entries.get(name).map(|e| e.payload.clone())
@@ -254,6 +283,36 @@ mod tests {
         assert_eq!(due[0].scheduled_at, first + TimeDelta::seconds(10));
         assert_eq!(due[0].missed, 10);
         assert_eq!(idx.next_of("a"), Some(first + TimeDelta::seconds(11)));
+    }
+
+    #[test]
+    fn skip_through_moves_only_fires_already_served() {
+        let mut idx = ScheduleIndex::new();
+        let first = idx.upsert("a", every(1, "a"), t(0), ()).unwrap();
+        // A later next fire is kept.
+        assert_eq!(
+            idx.skip_through("a", first - TimeDelta::milliseconds(1)),
+            Some(first)
+        );
+        // A next fire at or before `handled` moves strictly past it, and only the new one pops.
+        let handled = first + TimeDelta::milliseconds(1_400);
+        let next = idx.skip_through("a", handled).unwrap();
+        assert_eq!(next, first + TimeDelta::seconds(2));
+        assert!(
+            idx.pop_due(handled).is_empty(),
+            "the served fires are not due again"
+        );
+        assert_eq!(idx.peek_deadline(), Some(next));
+        let due = idx.pop_due(next);
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].scheduled_at, due[0].missed), (next, 0));
+        assert_eq!(idx.skip_through("missing", handled), None);
+        // A schedule with no fire after `handled` leaves the index.
+        let s = Schedule::parse("@at 2030-01-01T00:00:00Z", "o", "").unwrap();
+        let at = idx.upsert("o", s, t(0), ()).unwrap();
+        assert_eq!(idx.skip_through("o", at), None);
+        assert_eq!(idx.next_of("o"), None);
+        assert_eq!(idx.len(), 1);
     }
 
     #[test]

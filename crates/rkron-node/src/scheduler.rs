@@ -615,6 +615,10 @@ impl Scheduler {
         let (mut ran, mut missed) = (0usize, 0u64);
         let mut ledger_entries = Vec::new();
         let mut to_fire = Vec::new();
+        // Jobs whose indexed next fire this catch-up serves: the index was built before `now`
+        // was read (a slow store read or a second boundary in between), so without this
+        // those fires would run twice.
+        let mut served = Vec::new();
         let exhausted = self
             .exhausted
             .iter()
@@ -629,6 +633,10 @@ impl Scheduler {
             let plan = plan_catch_up(schedule, since, now, job.starting_deadline(), |at| {
                 job.is_schedulable_at(at)
             });
+            let handled = since.max(now);
+            if self.index.next_of(name).is_some_and(|next| next <= handled) {
+                served.push((name.to_owned(), handled));
+            }
             if !plan.missed.is_empty() || plan.uncounted > 0 {
                 missed += plan.missed.len() as u64 + plan.uncounted;
                 self.record_missed(name, plan.missed, plan.uncounted);
@@ -639,13 +647,17 @@ impl Scheduler {
                 to_fire.push((job.clone(), at));
             }
         }
+        // The index fires only what comes after what the catch-up handled.
+        for (name, handled) in &served {
+            self.index.skip_through(name, *handled);
+        }
         if !self.record_fires(&ledger_entries).await {
             return;
         }
         for (job, at) in to_fire {
             crate::dispatch::fire(&self.inner, job, Some(at)).await;
         }
-        tracing::info!(since = %checkpoint, caught_up = ran, missed, cut_off = cut_off.len(), "catch-up of fires missed while no scheduler ran");
+        tracing::info!(since = %checkpoint, caught_up = ran, missed, cut_off = cut_off.len(), reindexed = served.len(), "catch-up of fires missed while no scheduler ran");
     }
 
     /// The jobs whose latest ledger entry is a fire the previous leader recorded but never

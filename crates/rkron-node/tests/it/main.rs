@@ -245,20 +245,24 @@ async fn a_server_dispatches_only_while_it_holds_the_lease() {
     );
 }
 
-/// The in-memory store with slow execution records that counts how many are written at once.
+/// The in-memory store with two hooks: execution records that take `record_delay` each
+/// (counting how many are written at once), and a first fire-ledger read that moves a manual
+/// clock forward (a read that takes that long).
 #[derive(Debug, Default)]
-struct SlowRecords {
+struct Hooked {
     inner: MemoryStore,
+    record_delay: Duration,
     in_flight: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
+    slow_ledger_read: Mutex<Option<(Arc<rkron_core::ManualClock>, chrono::TimeDelta)>>,
 }
 
-impl SlowRecords {
+impl Hooked {
     async fn slowly<T>(&self, write: impl std::future::Future<Output = T>) -> T {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.most.fetch_max(now, SeqCst);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(self.record_delay).await;
         let answer = write.await;
         self.in_flight.fetch_sub(1, SeqCst);
         answer
@@ -266,7 +270,7 @@ impl SlowRecords {
 }
 
 #[async_trait]
-impl rkron_store::Store for SlowRecords {
+impl rkron_store::Store for Hooked {
     async fn get_job(
         &self,
         name: &str,
@@ -353,6 +357,10 @@ impl rkron_store::Store for SlowRecords {
         std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>,
         rkron_store::StoreError,
     > {
+        let slow = self.slow_ledger_read.lock().unwrap().take();
+        if let Some((clock, takes)) = slow {
+            clock.advance(takes);
+        }
         self.inner.fire_ledger().await
     }
     async fn record_missed(
@@ -397,7 +405,10 @@ impl rkron_store::Store for SlowRecords {
 /// Runs 12 jobs at once on a node whose store takes 100 ms per execution record and answers
 /// the most records it was writing at one time.
 async fn most_records_at_once(record_concurrency: Option<usize>) -> usize {
-    let store = Arc::new(SlowRecords::default());
+    let store = Arc::new(Hooked {
+        record_delay: Duration::from_millis(100),
+        ..Hooked::default()
+    });
     let mut config = NodeConfig::for_test("n1");
     config.record_concurrency = record_concurrency;
     let node = Node::start_with_runner(
@@ -442,6 +453,73 @@ async fn record_concurrency_bounds_the_execution_records_written_at_once() {
     assert!(
         unbounded > 3,
         "without the bound the burst's records are written together: {unbounded}"
+    );
+}
+
+/// At takeover the index is built first, then the catch-up reads the store and the clock. When
+/// a fire instant passes in between (here a ledger read that takes 500 ms across a second
+/// boundary; under load in CI, a slow store), the catch-up serves that fire: the index must
+/// not fire it again. (Seen in a loaded run of the etcd failover test: one instant of a
+/// 1-second job ran twice on the agent, 0.8 ms apart.)
+#[tokio::test]
+async fn a_fire_served_by_the_catch_up_is_not_fired_again_by_the_index() {
+    use rkron_store::Store;
+    let second = |s: i64| chrono::DateTime::from_timestamp(1_893_456_000 + s, 0).unwrap();
+    let start = second(10) + chrono::TimeDelta::milliseconds(900);
+    let clock = Arc::new(rkron_core::ManualClock::new(start));
+    let store = Arc::new(Hooked {
+        slow_ledger_read: Mutex::new(Some((clock.clone(), chrono::TimeDelta::milliseconds(500)))),
+        ..Hooked::default()
+    });
+    let mut tick = job("0s");
+    tick.name = "tick".into();
+    tick.schedule = "@every 1s".into();
+    store
+        .commit_jobs(vec![rkron_store::JobOp::Put {
+            job: tick,
+            expect: rkron_store::Expect::Absent,
+        }])
+        .await
+        .unwrap();
+    // The previous leader ran the fire at :10 and handled everything up to :10.400.
+    let old = store
+        .acquire_lease("old", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_fires(old.token, &[("tick".to_owned(), second(10))])
+        .await
+        .unwrap();
+    let checkpoint = second(10) + chrono::TimeDelta::milliseconds(400);
+    store
+        .put_meta("scheduler_checkpoint", &checkpoint.to_rfc3339())
+        .await
+        .unwrap();
+    store.release_lease(&old).await.unwrap();
+
+    let runner = Arc::new(Counting::default());
+    let node = Node::start_with_runner(
+        NodeConfig::for_test("n1"),
+        store.clone(),
+        Plugins::builtins("n1"),
+        clock.clone(),
+        Some(runner.clone()),
+    )
+    .await
+    .unwrap();
+    lead_for_half_a_second(&node).await;
+    assert_eq!(
+        rkron_core::Clock::now(&*clock),
+        second(11) + chrono::TimeDelta::milliseconds(400),
+        "the ledger read moved the clock across :11"
+    );
+    node.shutdown().await;
+    let runs = runner.runs.lock().unwrap().clone();
+    assert_eq!(
+        runs,
+        [Some(second(11))],
+        "the fire at :11 runs exactly once"
     );
 }
 

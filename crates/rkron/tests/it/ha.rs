@@ -134,7 +134,19 @@ async fn failover_loses_and_repeats_nothing(backend: &str, machine: &str) {
             }
         }
         let twice: Vec<_> = ran.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "{name}: instants run twice: {twice:?}");
+        let doubled: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["scheduled_at"].is_string()
+                    && twice.iter().any(|(at, _)| **at == time(&e["scheduled_at"]))
+            })
+            .collect();
+        assert!(
+            twice.is_empty(),
+            "{name}: instants run twice: {twice:?}; their executions: {doubled:#?}"
+        );
         let missed = servers[reader]
             .http_get(&format!("/v1/jobs/{name}/missed"))
             .await
