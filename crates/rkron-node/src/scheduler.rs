@@ -865,7 +865,13 @@ impl Scheduler {
     fn apply_answers(&mut self, answers: Vec<NodeAnswer>) {
         let mut given_up = 0usize;
         for (node, answer) in answers {
-            let Ok(recent) = answer else { continue };
+            let recent = match answer {
+                Ok(recent) => recent,
+                Err(why) => {
+                    tracing::warn!(node = %node, error = %why, "could not ask a returning node which runs it accepted; asking again later");
+                    continue;
+                }
+            };
             let took: std::collections::HashSet<(&str, DateTime<Utc>)> = recent
                 .runs
                 .iter()

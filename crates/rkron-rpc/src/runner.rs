@@ -304,6 +304,7 @@ impl AgentRunner for GrpcRunner {
                 Err(RunError::Unreachable(node.to_owned()))
             }
             Err(_) => {
+                tracing::warn!(node, "a node did not say in time which runs it accepted");
                 self.reset_connection(node);
                 Err(RunError::Unreachable(node.to_owned()))
             }

@@ -661,7 +661,11 @@ async fn cut_off_on_a_server(at_once: bool) {
     };
     let ran = wait_until(Duration::from_secs(30), || async { count_runs() > 0 }).await;
     let log = servers[new_leader].log_text();
-    assert!(ran, "the fire at {at} never ran; new leader's log:\n{log}");
+    assert!(
+        ran,
+        "the fire at {at} never ran; new leader's log:\n{log}\nreturned leader's log:\n{}",
+        servers[leader].log_text()
+    );
     // Let a second run, if there were one, happen too.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count_runs(), 1, "the fire at {at} ran more than once");
