@@ -864,6 +864,7 @@ impl Scheduler {
     /// still cannot vouch for is given up (it stays unknown).
     fn apply_answers(&mut self, answers: Vec<NodeAnswer>) {
         let mut given_up = 0usize;
+        let mut taken: Vec<(String, String, DateTime<Utc>)> = Vec::new();
         for (node, answer) in answers {
             let recent = match answer {
                 Ok(recent) => recent,
@@ -882,6 +883,7 @@ impl Scheduler {
                     return true;
                 }
                 if took.contains(&(u.job.as_str(), u.at)) {
+                    taken.push((node.clone(), u.job.clone(), u.at));
                     return false;
                 }
                 if recent.complete_from <= u.at {
@@ -891,6 +893,18 @@ impl Scheduler {
                 given_up += 1;
                 false
             });
+        }
+        if let Some((node, job, at)) = taken.first() {
+            // A node that accepted a run and then went down may not have started it: its
+            // journal names what it accepted, so such a run is not run again (at most once).
+            tracing::info!(
+                fires = taken.len(),
+                first_node = %node,
+                first_job = %job,
+                first_scheduled_at = %at,
+                "a returning node says it accepted some fires the previous leader recorded; \
+                 they are not run again"
+            );
         }
         if given_up > 0 {
             tracing::info!(
