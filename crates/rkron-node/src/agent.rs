@@ -229,6 +229,9 @@ pub struct LocalAgent {
     last_start: Arc<std::sync::atomic::AtomicI64>,
     /// Scheduled runs accepted lately and the leader fence (see [`AgentRunner::recent_runs`]).
     recent: Arc<Mutex<Accepted>>,
+    /// The scheduled runs an earlier process of this node accepted (from its journal), until
+    /// a server takes them to record those nobody recorded.
+    inherited: Arc<Mutex<Vec<AcceptedRun>>>,
 }
 
 impl LocalAgent {
@@ -242,6 +245,7 @@ impl LocalAgent {
             accepting: CancellationToken::new(),
             last_start: Arc::default(),
             recent: Arc::new(Mutex::new(Accepted::new(clock.now()))),
+            inherited: Arc::default(),
             clock,
         }
     }
@@ -258,12 +262,24 @@ impl LocalAgent {
                 recent.complete_from = complete_from;
             }
             recent.fence = recent.fence.max(loaded.fence);
-            for run in loaded.runs {
-                recent.remember(run);
+            for run in &loaded.runs {
+                recent.remember(run.clone());
             }
             recent.journal = Some(journal);
         }
+        if let Ok(mut inherited) = self.inherited.lock() {
+            *inherited = loaded.runs;
+        }
         Ok(())
+    }
+
+    /// Takes the scheduled runs an earlier process of this node accepted, as its journal named
+    /// them when [`LocalAgent::open_journal`] opened it (once: later calls answer none).
+    pub(crate) fn take_inherited(&self) -> Vec<AcceptedRun> {
+        self.inherited
+            .lock()
+            .map(|mut runs| std::mem::take(&mut *runs))
+            .unwrap_or_default()
     }
 
     /// The start instant of a new run: the clock's time, moved on by a nanosecond when another

@@ -80,6 +80,17 @@ pub struct NodeConfig {
     /// overloaded steps down again and again instead of running late; bounded, the backlog
     /// waits here and the lease's requests find a short queue.
     pub record_concurrency: Option<usize>,
+    /// How long after start-up a server waits before recording, as failed, the scheduled runs
+    /// its previous process accepted (journal) and nobody recorded: long enough for a leader
+    /// that saw the run's stream break to have recorded it first.
+    pub unreported_grace: Duration,
+    /// How long after start-up this server waits before it campaigns for the leadership. Its
+    /// member list comes from gossip and lacks most of the cluster until it has heard from
+    /// it; a new leader asks the members in that list which fires its predecessor handed out,
+    /// so one that led at once (a killed leader restarted by its service manager takes its
+    /// own lease back) would run again a fire a member it does not know yet already ran.
+    /// Zero for a server that joins nobody.
+    pub view_settle: Duration,
 }
 
 /// The [`NodeConfig::record_concurrency`] of servers on a shared store: enough requests in
@@ -111,6 +122,8 @@ impl NodeConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             resync_period: None,
             record_concurrency: None,
+            unreported_grace: Duration::from_millis(500),
+            view_settle: Duration::ZERO,
         }
     }
 }
@@ -318,6 +331,14 @@ impl Node {
             inner: inner.clone(),
         };
         handle.recover_interrupted().await?;
+        let inherited = inner.agent.take_inherited();
+        if !inherited.is_empty() {
+            inner.tasks.spawn(record_unreported(
+                inner.clone(),
+                inherited,
+                inner.shutdown.child_token(),
+            ));
+        }
         let scheduler = scheduler::Scheduler::new(inner.clone());
         let token = inner.shutdown.child_token();
         inner.tasks.spawn(scheduler.run(scheduler_rx, token));
@@ -325,6 +346,81 @@ impl Node {
             .tasks
             .spawn(watchdog::run(inner.clone(), inner.shutdown.child_token()));
         Ok(handle)
+    }
+}
+
+/// Records as failed each scheduled run an earlier process of this node accepted (its journal
+/// names it) of which no execution on this node is stored, after
+/// [`NodeConfig::unreported_grace`]. Such a run's process stopped (killed, crashed) after
+/// taking it and before anything recorded it; no leader runs it again, since this node says
+/// it took it (at most once), so without this record it would vanish without a trace. Whether
+/// its command ran is unknown, and the record says so.
+async fn record_unreported(inner: Arc<Inner>, runs: Vec<AcceptedRun>, cancel: CancellationToken) {
+    tokio::select! {
+        () = cancel.cancelled() => return,
+        () = tokio::time::sleep(inner.config.unreported_grace) => {}
+    }
+    let mut by_job: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+    for (job, at) in runs {
+        by_job.entry(job).or_default().push(at);
+    }
+    let me = inner.config.node_name.clone();
+    let mut recorded: Vec<(String, DateTime<Utc>)> = Vec::new();
+    for (name, instants) in by_job {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let stored = match inner.store.list_executions(&name, false).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(job = %name, error = %e, "could not read executions to find runs left unrecorded by this node's previous process");
+                continue;
+            }
+        };
+        let job = match inner.store.get_job(&name).await {
+            Ok(Some(job)) => Arc::new(job.value),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(job = %name, error = %e, "could not read a job to record a run left unrecorded");
+                continue;
+            }
+        };
+        let mut instants = instants;
+        instants.sort();
+        instants.dedup();
+        for at in instants {
+            let known = stored
+                .iter()
+                .any(|e| e.scheduled_at == Some(at) && e.node_name == me);
+            if known {
+                continue;
+            }
+            let execution = Execution {
+                job_name: name.clone(),
+                started_at: at,
+                finished_at: Some(inner.clock.now()),
+                success: false,
+                output: "rkron: this node accepted the run and stopped (killed or crashed) before \
+                         it was recorded; whether its command ran is unknown. Recorded as failed \
+                         when the node started again."
+                    .to_owned(),
+                node_name: me.clone(),
+                group: rkron_core::execution::unix_nanos(at),
+                attempt: 1,
+                scheduled_at: Some(at),
+            };
+            dispatch::record_finished(&inner, &job, execution).await;
+            recorded.push((name.clone(), at));
+        }
+    }
+    if let Some((job, at)) = recorded.first() {
+        tracing::warn!(
+            runs = recorded.len(),
+            first_job = %job,
+            first_scheduled_at = %at,
+            "scheduled runs this node's previous process accepted and nobody recorded were \
+             recorded as failed (outcome unknown)"
+        );
     }
 }
 

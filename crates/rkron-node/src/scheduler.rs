@@ -213,6 +213,17 @@ impl Scheduler {
         mut rx: mpsc::UnboundedReceiver<Msg>,
         cancel: CancellationToken,
     ) {
+        let settle = self.inner.config.view_settle;
+        if !settle.is_zero() {
+            tracing::info!(
+                wait = ?settle,
+                "waiting for the member list to fill from gossip before campaigning for the leadership"
+            );
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep_until(self.inner.started + settle) => {}
+            }
+        }
         loop {
             let Some((lease, sent_at)) = self.campaign(&cancel).await else {
                 break;

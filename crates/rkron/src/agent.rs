@@ -211,8 +211,19 @@ fn node_config(config: &AgentConfig, addrs: &Addresses) -> NodeConfig {
         // ahead of the lease's renewals.
         record_concurrency: (!matches!(config.backend, Backend::Embedded))
             .then_some(rkron_node::SHARED_STORE_RECORD_CONCURRENCY),
+        // A leader that saw such a run's stream break records it within a second or two.
+        unreported_grace: std::time::Duration::from_secs(15),
+        // Gossip lists a joined cluster's members within a few rounds (100-500 ms each).
+        view_settle: if config.join.is_empty() && config.retry_join.is_empty() {
+            std::time::Duration::ZERO
+        } else {
+            VIEW_SETTLE
+        },
     }
 }
+
+/// [`NodeConfig::view_settle`] of a server that joins a cluster.
+const VIEW_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The addresses a node binds and advertises, resolved from `bind-addr`, `advertise-addr`,
 /// `rpc-port` and `advertise-rpc-port`.

@@ -760,3 +760,139 @@ async fn a_cut_off_fire_is_settled_when_the_node_that_may_have_taken_it_returns(
         "the returning node cannot tell: it stays unknown"
     );
 }
+
+/// A scheduled run job `name` at `at`, as a leader (token 5) sends it.
+fn scheduled_run(name: &str, at: chrono::DateTime<chrono::Utc>) -> AgentRun {
+    let mut job = job("0s");
+    name.clone_into(&mut job.name);
+    job.executor_config = Some([("command".to_owned(), "true".to_owned())].into());
+    AgentRun {
+        execution: rkron_core::Execution {
+            job_name: name.to_owned(),
+            started_at: at,
+            finished_at: None,
+            success: false,
+            output: String::new(),
+            node_name: String::new(),
+            group: at.timestamp_nanos_opt().unwrap(),
+            attempt: 1,
+            scheduled_at: Some(at),
+        },
+        job: Arc::new(job),
+        leader_token: 5,
+    }
+}
+
+/// A server's previous process accepted two scheduled runs (its journal names them) and was
+/// killed before it recorded one of them: the restarted server records that one as failed,
+/// saying its outcome is unknown, and leaves the recorded one alone. (No leader runs such a
+/// fire again, since the node says it took it: without this record it would vanish.)
+#[tokio::test]
+async fn a_run_the_previous_process_accepted_and_nobody_recorded_is_recorded_failed() {
+    use rkron_node::{ClusterParts, LocalAgent, Member, MemberStatus, node_tags};
+    use rkron_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let now = rkron_core::Clock::now(&SystemClock);
+    let at = chrono::DateTime::from_timestamp(now.timestamp() - 5, 0).unwrap();
+    for name in ["lost", "kept"] {
+        let run = scheduled_run(name, at);
+        store
+            .commit_jobs(vec![rkron_store::JobOp::Put {
+                job: (*run.job).clone(),
+                expect: rkron_store::Expect::Absent,
+            }])
+            .await
+            .unwrap();
+    }
+
+    // The previous process: it accepts and runs both; only "kept" reaches the store.
+    let executors = rkron_executor::ExecutorRegistry::with_builtins();
+    let previous = LocalAgent::new("n1".into(), executors.clone(), Arc::new(SystemClock));
+    previous.open_journal(dir.path()).unwrap();
+    for name in ["lost", "kept"] {
+        let (events, mut received) = mpsc::channel(8);
+        previous
+            .run("n1", scheduled_run(name, at), events)
+            .await
+            .unwrap();
+        while let Some(event) = received.recv().await {
+            if let RunEvent::Finished(e) = event {
+                if name == "kept" {
+                    store.finish_execution(&e, 100).await.unwrap();
+                }
+                break;
+            }
+        }
+    }
+    previous.drain(Duration::from_secs(1)).await;
+    drop(previous);
+
+    let agent = LocalAgent::new("n1".into(), executors, Arc::new(SystemClock));
+    agent.open_journal(dir.path()).unwrap();
+    let config = NodeConfig::for_test("n1");
+    let me = Member {
+        name: "n1".to_owned(),
+        addr: "127.0.0.1".into(),
+        port: 8946,
+        tags: node_tags(
+            &std::collections::BTreeMap::new(),
+            true,
+            &config.datacenter,
+            &config.region,
+            "test",
+            "127.0.0.1",
+            6868,
+        ),
+        status: MemberStatus::Alive,
+    };
+    let (_members_tx, members) = tokio::sync::watch::channel(vec![me]);
+    let parts = ClusterParts {
+        runner: Arc::new(agent.clone()),
+        agent,
+        members,
+        notices: None,
+    };
+    let grace = config.unreported_grace;
+    let node = Node::start_in_cluster(
+        config,
+        store.clone(),
+        Plugins::builtins("n1"),
+        Arc::new(SystemClock),
+        parts,
+    )
+    .await
+    .unwrap();
+    assert!(
+        node.executions("lost", false).await.unwrap().is_empty(),
+        "nothing is recorded before the grace period"
+    );
+    let mut lost = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(grace / 5).await;
+        lost = node.executions("lost", true).await.unwrap();
+        if !lost.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let e = &lost[0];
+    assert!(!e.success && e.finished_at.is_some(), "{e:?}");
+    assert_eq!(
+        (e.scheduled_at, e.group, e.node_name.as_str()),
+        (Some(at), at.timestamp_nanos_opt().unwrap(), "n1")
+    );
+    assert!(
+        e.output.contains("whether its command ran is unknown"),
+        "{e:?}"
+    );
+    let job = store.get_job("lost").await.unwrap().unwrap().value;
+    assert_eq!((job.error_count, job.success_count), (1, 0));
+    // Give a second record, if there were one, time to land.
+    tokio::time::sleep(grace).await;
+    let kept = node.executions("kept", false).await.unwrap();
+    assert_eq!(kept.len(), 1, "the recorded run is left alone: {kept:?}");
+    assert!(kept[0].success);
+    assert_eq!(node.executions("lost", false).await.unwrap().len(), 1);
+    node.shutdown().await;
+}
