@@ -463,7 +463,6 @@ async fn record_concurrency_bounds_the_execution_records_written_at_once() {
 /// 1-second job ran twice on the agent, 0.8 ms apart.)
 #[tokio::test]
 async fn a_fire_served_by_the_catch_up_is_not_fired_again_by_the_index() {
-    use rkron_store::Store;
     let second = |s: i64| chrono::DateTime::from_timestamp(1_893_456_000 + s, 0).unwrap();
     let start = second(10) + chrono::TimeDelta::milliseconds(900);
     let clock = Arc::new(rkron_core::ManualClock::new(start));
@@ -474,29 +473,9 @@ async fn a_fire_served_by_the_catch_up_is_not_fired_again_by_the_index() {
     let mut tick = job("0s");
     tick.name = "tick".into();
     tick.schedule = "@every 1s".into();
-    store
-        .commit_jobs(vec![rkron_store::JobOp::Put {
-            job: tick,
-            expect: rkron_store::Expect::Absent,
-        }])
-        .await
-        .unwrap();
     // The previous leader ran the fire at :10 and handled everything up to :10.400.
-    let old = store
-        .acquire_lease("old", Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .record_fires(old.token, &[("tick".to_owned(), second(10))])
-        .await
-        .unwrap();
     let checkpoint = second(10) + chrono::TimeDelta::milliseconds(400);
-    store
-        .put_meta("scheduler_checkpoint", &checkpoint.to_rfc3339())
-        .await
-        .unwrap();
-    store.release_lease(&old).await.unwrap();
+    left_by_a_previous_leader(&*store, tick, second(10), checkpoint).await;
 
     let runner = Arc::new(Counting::default());
     let node = Node::start_with_runner(
@@ -526,14 +505,27 @@ async fn a_fire_served_by_the_catch_up_is_not_fired_again_by_the_index() {
 /// A store where a previous leader wrote a fire of job `cut` at `at` to its ledger and its
 /// checkpoint past it, then went away (as if killed between the ledger write and the dispatch).
 async fn store_with_a_cut_off_fire(at: chrono::DateTime<chrono::Utc>) -> Arc<MemoryStore> {
-    use rkron_store::Store;
     let store = Arc::new(MemoryStore::new());
     let mut cut = job("0s");
     cut.name = "cut".into();
     cut.schedule = format!("@at {}", at.to_rfc3339());
+    let checkpoint = at + chrono::TimeDelta::milliseconds(500);
+    left_by_a_previous_leader(&*store, cut, at, checkpoint).await;
+    store
+}
+
+/// Stores `job` as a previous leader left it: the fire at `fired` in its ledger, its
+/// checkpoint at `checkpoint`, and its lease released.
+async fn left_by_a_previous_leader(
+    store: &dyn rkron_store::Store,
+    job: Job,
+    fired: chrono::DateTime<chrono::Utc>,
+    checkpoint: chrono::DateTime<chrono::Utc>,
+) {
+    let name = job.name.clone();
     store
         .commit_jobs(vec![rkron_store::JobOp::Put {
-            job: cut,
+            job,
             expect: rkron_store::Expect::Absent,
         }])
         .await
@@ -544,16 +536,14 @@ async fn store_with_a_cut_off_fire(at: chrono::DateTime<chrono::Utc>) -> Arc<Mem
         .unwrap()
         .unwrap();
     store
-        .record_fires(old.token, &[("cut".to_owned(), at)])
+        .record_fires(old.token, &[(name, fired)])
         .await
         .unwrap();
-    let checkpoint = at + chrono::TimeDelta::milliseconds(500);
     store
         .put_meta("scheduler_checkpoint", &checkpoint.to_rfc3339())
         .await
         .unwrap();
     store.release_lease(&old).await.unwrap();
-    store
 }
 
 /// What the only node says when the new leader asks which runs it accepted.
