@@ -270,11 +270,13 @@ fn node_member(member: &rkron_cluster::Member) -> Member {
     }
 }
 
-/// The RPC addresses of the live servers among `members`.
-fn server_rpc_addrs(members: &[rkron_cluster::Member], except: &str) -> Vec<SocketAddr> {
+/// The RPC addresses of the live servers among `members`, this node's own included: a node
+/// that ran a run as an agent may have become the leader since, and then only it takes the
+/// run's final report.
+fn server_rpc_addrs(members: &[rkron_cluster::Member]) -> Vec<SocketAddr> {
     members
         .iter()
-        .filter(|m| m.name != except && m.status.is_live() && rkron_cluster::is_server(&m.tags))
+        .filter(|m| m.status.is_live() && rkron_cluster::is_server(&m.tags))
         .filter_map(|m| m.tags.get(rkron_cluster::TAG_RPC_ADDR)?.parse().ok())
         .collect()
 }
@@ -517,8 +519,7 @@ pub async fn run(
     }
     let server_addrs: ServerAddresses = {
         let membership = membership.clone();
-        let me = config.node_name.clone();
-        Arc::new(move || server_rpc_addrs(&membership.members(), &me))
+        Arc::new(move || server_rpc_addrs(&membership.members()))
     };
 
     let rpc = AgentServer::new(agent.clone())
@@ -649,4 +650,50 @@ async fn run_server(
     rpc_stop.cancel();
     let _ = rpc_task.await;
     served.map_err(|e| AgentError::Serve(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rkron_cluster::{Member, MemberStatus};
+
+    use super::server_rpc_addrs;
+
+    fn member(name: &str, server: bool, status: MemberStatus, rpc: &str) -> Member {
+        let tags: BTreeMap<String, String> = [
+            ("role", "dkron"),
+            ("server", if server { "true" } else { "false" }),
+            ("port", "8946"),
+            ("rpc_addr", rpc),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Member {
+            name: name.to_owned(),
+            addr: "127.0.0.1".parse().expect("an address"),
+            port: 8946,
+            tags,
+            status,
+        }
+    }
+
+    /// A final report goes to every live server, this node's own included: a node that ran a
+    /// run as an agent and then became the leader is the only server that takes it (an HA test
+    /// saw such a report refused by every follower, over and over, while this node led).
+    #[test]
+    fn final_reports_go_to_every_live_server_this_one_included() {
+        let members = [
+            member("me", true, MemberStatus::Alive, "127.0.0.1:7001"),
+            member("s2", true, MemberStatus::Alive, "127.0.0.1:7002"),
+            member("s3", true, MemberStatus::Failed, "127.0.0.1:7003"),
+            member("a1", false, MemberStatus::Alive, "127.0.0.1:7004"),
+        ];
+        let addrs: Vec<String> = server_rpc_addrs(&members)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:7001", "127.0.0.1:7002"]);
+    }
 }
