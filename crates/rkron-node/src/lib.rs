@@ -366,7 +366,7 @@ async fn record_unreported(inner: Arc<Inner>, runs: Vec<AcceptedRun>, cancel: Ca
     }
     let me = inner.config.node_name.clone();
     let mut recorded: Vec<(String, DateTime<Utc>)> = Vec::new();
-    for (name, instants) in by_job {
+    for (name, mut instants) in by_job {
         if cancel.is_cancelled() {
             return;
         }
@@ -385,7 +385,6 @@ async fn record_unreported(inner: Arc<Inner>, runs: Vec<AcceptedRun>, cancel: Ca
                 continue;
             }
         };
-        let mut instants = instants;
         instants.sort();
         instants.dedup();
         for at in instants {
